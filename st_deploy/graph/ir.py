@@ -1,0 +1,101 @@
+"""The dataflow graph every stage after loading works on.
+
+A network is a list of nodes in topological order; each node reads named tensors and
+writes one. Weights live on the nodes, so a graph is self-contained and serialises to
+plain dicts of tensors (loadable with torch.load(weights_only=True)). Compaction rewrites
+graphs, the planner annotates conv/linear nodes, and the exporters translate node by node.
+
+Ops (attrs / params):
+  conv2d     stride, padding, groups, act / weight [O, I/g, k, k], bias [O], mask (optional,
+             same shape as weight: the unstructured mask still present; weight is already masked)
+  linear     act / weight [O, I], bias [O], mask (optional)
+  act        kind
+  add        (inputs: two or more tensors of equal shape; a [C] channel-constant input allowed via
+             'scale_shift' instead)
+  scale_shift  / scale [C] (optional), shift [C]: y = x * scale + shift per channel (NCHW or NC)
+  resize     mode ('nearest' | 'bilinear'), scale (int) or, with a second input, to that input's
+             spatial size; align_corners is always False
+  concat     (channel axis)
+  global_avg_pool  NCHW -> NC
+Activation kinds: none, relu, relu6, swish, hswish.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+OPS = ("conv2d", "linear", "act", "add", "scale_shift", "resize", "concat", "global_avg_pool")
+ACTS = ("none", "relu", "relu6", "swish", "hswish")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Node:
+    name: str
+    op: str
+    inputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def output(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "op": self.op, "inputs": list(self.inputs),
+                "attrs": dict(self.attrs), "params": dict(self.params)}
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order; a node's output tensor is named after the node."""
+
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def consumers(self) -> dict[str, list[Node]]:
+        out: dict[str, list[Node]] = {}
+        for n in self.nodes:
+            for i in n.inputs:
+                out.setdefault(i, []).append(n)
+        return out
+
+    def clone(self) -> "Graph":
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "inputs": list(self.inputs),
+                "outputs": list(self.outputs), "nodes": [n.to_dict() for n in self.nodes]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Graph":
+        from .validate import validate_graph_dict
+        validate_graph_dict(d)
+        nodes = [Node(n["name"], n["op"], list(n["inputs"]), dict(n["attrs"]), dict(n["params"]))
+                 for n in d["nodes"]]
+        return cls(nodes, list(d["inputs"]), list(d["outputs"]))
+
+    def remove_unused(self) -> "Graph":
+        """Drop nodes whose outputs nothing reads (dead code after rewrites)."""
+        live = set(self.outputs)
+        kept = []
+        for n in reversed(self.nodes):
+            if n.name in live:
+                kept.append(n)
+                live.update(n.inputs)
+        self.nodes = kept[::-1]
+        return self

@@ -1,1 +1,10 @@
+"""st-deploy: turn pruned networks ("tickets") into real sparse inference."""
+
 __version__ = "0.1.0"
+
+from .errors import DeployError, FidelityError  # noqa: E402
+from .ticket import Ticket  # noqa: E402
+from .api import inspect, load_ticket, make_example, pack, save_ticket  # noqa: E402
+
+__all__ = ["__version__", "DeployError", "FidelityError", "Ticket", "load_ticket", "save_ticket",
+           "pack", "inspect", "make_example"]

@@ -84,6 +84,7 @@ def check_against_module(sd: dict[str, torch.Tensor], module: nn.Module, path: P
 
 def load_checked(module: nn.Module, sd: dict[str, torch.Tensor], path: Path) -> nn.Module:
     check_against_module(sd, module, path)
-    converted = {k: v.to(module.state_dict()[k].dtype) for k, v in sd.items()}
+    expected = module.state_dict()
+    converted = {k: v.to(expected[k].dtype) for k, v in sd.items()}
     module.load_state_dict(converted, strict=True)
     return module.eval()

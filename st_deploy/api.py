@@ -1,0 +1,33 @@
+"""The public Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .load import load_ticket, save_ticket
+from .ticket import Ticket
+
+__all__ = ["load_ticket", "save_ticket", "pack", "inspect", "make_example"]
+
+
+def _as_ticket(ticket: Ticket | str | Path, **load_kwargs: Any) -> Ticket:
+    return ticket if isinstance(ticket, Ticket) else load_ticket(ticket, **load_kwargs)
+
+
+def pack(ticket: Ticket | str | Path, out: str | Path, force: bool = False, **load_kwargs: Any) -> Path:
+    """Write a single-file ticket.pt (config + state_dict + format version) from any ticket."""
+    return save_ticket(_as_ticket(ticket, **load_kwargs), out, force=force)
+
+
+def inspect(ticket: Ticket | str | Path, threshold: float = 0.0,
+            input_shape: tuple[int, ...] | None = None, **load_kwargs: Any) -> dict[str, Any]:
+    """Per-layer table and totals (params, sparsity, unselected channels, FLOPs)."""
+    from .inspect import inspect_ticket
+    return inspect_ticket(_as_ticket(ticket, **load_kwargs), threshold, input_shape)
+
+
+def make_example(out: str | Path, seed: int = 0, sparsity: float = 0.9, force: bool = False) -> Path:
+    """Write the built-in example ticket (SuperTickets format); returns its X.state_dict path."""
+    from .example import make_example as _make
+    return _make(out, seed=seed, sparsity=sparsity, force=force)

@@ -1,0 +1,142 @@
+"""st-deploy command line: parse, call the API, print. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import DeployError
+
+
+def parse_shape(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.replace("x", ",").split(","))
+    except ValueError:
+        raise DeployError(f"--input-shape {value!r}: expected N,C,H,W") from None
+    if len(shape) != 4 or min(shape) <= 0:
+        raise DeployError(f"--input-shape {value!r}: expected four positive ints N,C,H,W")
+    return shape
+
+
+def ticket_options(f: Callable) -> Callable:
+    """Options every command that reads a ticket accepts."""
+    @click.option("--model", metavar="PKG.MODULE:FACTORY",
+                  help="Factory building the nn.Module a plain masked state_dict belongs to.")
+    @click.option("--model-kwargs", metavar="JSON", default=None, help="Keyword arguments for --model.")
+    @click.option("--task", type=click.Choice(["classification", "segmentation", "keypoints"]),
+                  default="classification", show_default=True, help="Task of a --model ticket.")
+    @functools.wraps(f)
+    def wrapper(*args: Any, model: str | None, model_kwargs: str | None, task: str, **kwargs: Any):
+        load_kwargs: dict[str, Any] = {}
+        if model is not None:
+            try:
+                mk = json.loads(model_kwargs) if model_kwargs else {}
+            except ValueError:
+                raise DeployError(f"--model-kwargs {model_kwargs!r}: not valid JSON") from None
+            if not isinstance(mk, dict):
+                raise DeployError("--model-kwargs: expected a JSON object")
+            load_kwargs = {"model": model, "model_kwargs": mk, "task": task}
+        return f(*args, load_kwargs=load_kwargs, **kwargs)
+    return wrapper
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="st-deploy")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Turn pruned networks ("tickets") into real sparse inference.
+
+    A ticket is a SuperTickets checkpoint (X.state_dict + X.yml), a packed ticket.pt,
+    or a masked state_dict with --model. Start with `st-deploy example -o DIR`.
+    """
+
+
+@cli.command()
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the example ticket into.")
+@click.option("--seed", default=0, show_default=True, help="Seed for weights, selection and masks.")
+@click.option("--sparsity", default=0.9, show_default=True, help="Global magnitude mask sparsity.")
+@click.option("--force", is_flag=True, help="Replace an existing folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def example(out: Path, seed: int, sparsity: float, force: bool, as_json: bool) -> None:
+    """Write the built-in example ticket: the paper's ImageNet supernet, random selection, 90 % masks."""
+    from .api import make_example
+    path = make_example(out, seed=seed, sparsity=sparsity, force=force)
+    if as_json:
+        emit_json({"state_dict": str(path), "seed": seed, "sparsity": sparsity})
+    else:
+        click.echo(f"wrote {path} (+ .yml, .json)")
+
+
+@cli.command("inspect")
+@click.argument("ticket", type=click.Path(path_type=Path))
+@click.option("--threshold", default=0.0, show_default=True,
+              help="A hidden channel is unselected when |gamma| of its selection BN is <= this.")
+@click.option("--input-shape", default=None, metavar="N,C,H,W", help="Shape for FLOPs (default: task's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@ticket_options
+def inspect_cmd(ticket: Path, threshold: float, input_shape: str | None, as_json: bool,
+                load_kwargs: dict) -> None:
+    """Per-layer table (shape, mask sparsity, unselected channels, FLOPs) and totals."""
+    from .api import inspect
+    from .report import print_inspect
+    report = inspect(ticket, threshold=threshold, input_shape=parse_shape(input_shape), **load_kwargs)
+    emit_json(report) if as_json else print_inspect(report)
+
+
+@cli.command()
+@click.argument("ticket", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="ticket.pt to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@ticket_options
+def pack(ticket: Path, out: Path, force: bool, as_json: bool, load_kwargs: dict) -> None:
+    """Make a single-file ticket.pt from a SuperTickets checkpoint or a --model state_dict."""
+    from .api import load_ticket, pack as pack_api
+    t = load_ticket(ticket, **load_kwargs)
+    path = pack_api(t, out, force=force)
+    if as_json:
+        emit_json({"ticket": str(path), "family": t.family, "name": t.name, "sha256": t.sha256})
+    else:
+        click.echo(f"wrote {path} ({t.family} ticket {t.name!r})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: DeployError -> one line on stderr and its exit code (2), no traceback."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        rv = cli.main(args=args, prog_name="st-deploy", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except DeployError as e:
+        if debug:
+            raise
+        click.echo(f"st-deploy: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # a bug of ours, or an input we failed to check
+        if debug:
+            raise
+        click.echo(f"st-deploy: internal error: {type(e).__name__}: {str(e)[:300]} "
+                   f"(rerun with --debug for the traceback)", err=True)
+        sys.exit(3)
+    sys.exit(rv if isinstance(rv, int) else 0)
+

@@ -1,0 +1,58 @@
+"""Human-readable tables: rich on a terminal, plain aligned text when piped."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import click
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                footer: Sequence[str] = ()) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(title=title, show_lines=False)
+        for i, c in enumerate(columns):
+            table.add_column(c, justify="left" if i == 0 else "right")
+        for r in rows:
+            table.add_row(*[str(v) for v in r])
+        console = Console()
+        console.print(table)
+        for line in footer:
+            console.print(line)
+        return
+    cells = [list(columns)] + [[str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    click.echo(title)
+    for n, row in enumerate(cells):
+        click.echo("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    for line in footer:
+        click.echo(line)
+
+
+def _fmt_flops(f: int) -> str:
+    return f"{f / 1e6:.2f}M"
+
+
+def print_inspect(report: dict[str, Any]) -> None:
+    rows = []
+    for layer in report["layers"]:
+        unsel = "-" if layer["unselected"] is None else str(layer["unselected"])
+        rows.append([layer["name"], layer["op"], "x".join(map(str, layer["shape"])),
+                     f"{100 * layer['sparsity']:.1f}%", unsel, _fmt_flops(layer["flops"]),
+                     _fmt_flops(layer["nonzero_flops"])])
+    t = report["totals"]
+    footer = [
+        f"params {t['params']:,}  nonzero {t['nonzero_params']:,} "
+        f"({100 * (1 - t['nonzero_params'] / max(t['params'], 1)):.1f}% zeros)",
+        f"GFLOP at {'x'.join(map(str, report['input_shape']))}: dense {t['gflop_dense']:.3f}  "
+        f"nonzero {t['gflop_nonzero']:.3f}  after compaction (estimate) {t['gflop_after_compaction_estimate']:.3f}",
+        f"unselected hidden channels (|gamma| <= {report['threshold']:g}): {t['unselected_channels']}",
+        f"({report['flop_convention']})",
+    ]
+    title = f"{report['ticket']} ({report['family']}{', ' + report['variant'] if report.get('variant') else ''}, {report['task']})"
+    print_table(title, ["layer", "op", "shape", "sparsity", "unselected", "FLOPs", "nonzero FLOPs"], rows, footer)

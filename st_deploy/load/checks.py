@@ -32,8 +32,9 @@ def safe_torch_load(path: Path) -> Any:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Weights only load failed" in str(e):
             raise DeployError(
-                f"{path}: refused to unpickle: the file holds Python objects, not only tensors "
-                f"(a ticket must be loadable with weights_only=True; save model.state_dict() instead)"
+                f"{path}: refused to unpickle: the file holds Python objects, not only tensors, and a "
+                f"pickled model is never unpickled (it could run code); give a SuperTickets "
+                f"X.state_dict + X.yml, a ticket.pt from `st-deploy pack`, or a state_dict with --model"
             ) from None
         raise DeployError(f"{path}: not a readable torch file ({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,

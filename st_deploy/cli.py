@@ -140,3 +140,71 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(3)
     sys.exit(rv if isinstance(rv, int) else 0)
 
+
+
+def _int_list(value: str, flag: str) -> list[int]:
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise DeployError(f"{flag} {value!r}: expected comma-separated integers") from None
+    if not items or min(items) <= 0:
+        raise DeployError(f"{flag} {value!r}: expected positive integers")
+    return items
+
+
+@cli.command("bench")
+@click.argument("ticket", type=click.Path(path_type=Path))
+@click.option("--runtime", "runtimes", default="torch,ort-dense,ort-sparse", show_default=True,
+              help="Comma-separated: torch, torch-compact, ort-dense, ort-sparse, tvm-dense, tvm-sparse, or all.")
+@click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--warmup", default=10, show_default=True)
+@click.option("--repeat", default=100, show_default=True)
+@click.option("--min-time", default=0.0, show_default=True, help="Minimum timed seconds per configuration.")
+@click.option("--baseline", default="ort-dense", show_default=True)
+@click.option("--input-shape", default=None, metavar="N,C,H,W")
+@click.option("--target", default="llvm", show_default=True, help="TVM target of the tvm-* runtimes.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Write CSV here.")
+@click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="Write a PNG plot here.")
+@ticket_options
+def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: int, repeat: int,
+              min_time: float, baseline: str, input_shape: str | None, target: str, json_out: Path | None,
+              csv_out: Path | None, plot_out: Path | None, load_kwargs: dict) -> None:
+    """Latency of TICKET (or an exported artifact folder) across runtimes, side by side."""
+    from .bench import RUNTIMES, BenchSource, bench, print_results, write_csv, write_json, write_plot
+    from .load import load_ticket
+    names = list(RUNTIMES) if runtimes == "all" else [r.strip() for r in runtimes.split(",") if r.strip()]
+    if ticket.is_dir():
+        source = BenchSource(ticket=None, artifact=ticket, target=target)
+    else:
+        source = BenchSource(ticket=load_ticket(ticket, **load_kwargs), target=target)
+    with _progress() as update:
+        result = bench(source, names, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
+                       warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
+                       input_shape=parse_shape(input_shape), progress=update)
+    print_results(result)
+    for out, write in ((json_out, write_json), (csv_out, write_csv), (plot_out, write_plot)):
+        if out is not None:
+            click.echo(f"wrote {write(result, out)}")
+
+
+class _progress:
+    """A progress bar on a terminal, nothing when piped."""
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        self.bar = None
+        if not sys.stderr.isatty():
+            return lambda done, total: None
+        from rich.progress import Progress
+        self.bar = Progress(transient=True)
+        self.bar.start()
+        task = self.bar.add_task("benchmarking", total=None)
+
+        def update(done: int, total: int) -> None:
+            self.bar.update(task, completed=done, total=total)
+        return update
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

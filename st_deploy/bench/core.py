@@ -1,0 +1,170 @@
+"""bench: time runtimes side by side, interleaved, with honest statistics and a fidelity check."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import DeployError
+from ..ticket import Ticket
+from .machine import machine_info
+from .runtimes import RUNTIMES, BenchSource, prepare, to_numpy
+from .stats import speedup, summarize
+
+
+@dataclass
+class Record:
+    runtime: str
+    threads: int
+    batch: int
+    stats: dict[str, float]
+    cold_ms: float
+    rss_mb: float
+    fidelity_max_abs: float | None
+    fidelity_max_rel: float | None
+    speedup: float | None = None
+    baseline: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, Any]:
+        d = asdict(self)
+        stats = d.pop("stats")
+        extra = d.pop("extra")
+        return {**d, **stats, **extra}
+
+
+def rss_mb() -> float:
+    """Resident set size now (MiB): what the process holds after preparing a runtime."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def seeded_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    return g.standard_normal(tuple(shape), dtype=np.float32)
+
+
+@dataclass
+class _Config:
+    runtime: str
+    threads: int
+    batch: int
+    run: Callable[[np.ndarray], Any]
+    x: np.ndarray
+    cold_ms: float
+    rss_mb: float
+    fidelity: tuple[float, float] | None
+    times: list[float] = field(default_factory=list)
+
+
+def _fidelity(out: Any, ref: np.ndarray | None) -> tuple[float, float] | None:
+    if ref is None:
+        return None
+    y = to_numpy(out).astype(np.float64)
+    if y.shape != ref.shape:
+        raise DeployError(f"output shape {y.shape} differs from the ticket's {ref.shape}")
+    err = float(np.abs(y - ref).max()) if y.size else 0.0
+    return err, err / max(float(np.abs(ref).max()), 1e-30)
+
+
+def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort-dense", "ort-sparse"),
+          threads: Sequence[int] = (1,), batches: Sequence[int] = (1,), warmup: int = 10,
+          repeat: int = 100, min_time: float = 0.0, baseline: str = "ort-dense",
+          input_shape: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None,
+          ) -> dict[str, Any]:
+    """Time each (runtime, threads, batch); returns {"records": [...], "machine": {...}}.
+
+    Within one thread count all configurations run round-robin, one call each per round, so
+    drift of the machine (frequency, other load) hits every runtime alike. A configuration's
+    first call is its cold latency; `warmup` calls follow untimed; then rounds continue until
+    each has `repeat` timings and at least `min_time` seconds of them.
+    """
+    src = source if isinstance(source, BenchSource) else BenchSource(ticket=source)
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise DeployError(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
+    if repeat < 1 or warmup < 0:
+        raise DeployError("--repeat must be >= 1 and --warmup >= 0")
+    ticket = src.ticket
+    shape = list(input_shape or (ticket.default_input_shape if ticket else _artifact_shape(src)))
+    saved_threads = torch.get_num_threads()
+    records: list[Record] = []
+    try:
+        for n_threads in threads:
+            configs = _prepare_all(src, runtimes, n_threads, batches, shape, ticket, warmup)
+            total = len(configs) * repeat
+            done = 0
+            start = time.perf_counter()
+            rounds = 0
+            while True:
+                for c in configs[rounds % len(configs):] + configs[: rounds % len(configs)]:
+                    t0 = time.perf_counter()
+                    c.run(c.x)
+                    c.times.append(time.perf_counter() - t0)
+                    done += 1
+                    if progress:
+                        progress(min(done, total), total)
+                rounds += 1
+                enough = all(len(c.times) >= repeat and sum(c.times) >= min_time for c in configs)
+                if enough or time.perf_counter() - start > max(600.0, 10 * min_time):
+                    break
+            for c in configs:
+                records.append(Record(c.runtime, c.threads, c.batch, summarize(c.times, c.batch),
+                                      c.cold_ms, c.rss_mb,
+                                      c.fidelity[0] if c.fidelity else None,
+                                      c.fidelity[1] if c.fidelity else None))
+    finally:
+        torch.set_num_threads(saved_threads)
+    _add_speedups(records, baseline)
+    return {"records": [r.flat() for r in records], "machine": machine_info(),
+            "input_shape": shape, "baseline": baseline}
+
+
+def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batches: Sequence[int],
+                 shape: Sequence[int], ticket: Ticket | None, warmup: int) -> list[_Config]:
+    configs = []
+    for batch in batches:
+        x = seeded_input([batch, *shape[1:]])
+        ref = None
+        if ticket is not None:
+            with torch.no_grad():
+                ref = to_numpy(ticket.module(torch.from_numpy(x))).astype(np.float64)
+        for runtime in runtimes:
+            run = prepare(runtime, src, n_threads)
+            t0 = time.perf_counter()
+            out = run(x)
+            cold = (time.perf_counter() - t0) * 1e3
+            fid = _fidelity(out, ref)
+            for _ in range(warmup):
+                run(x)
+            configs.append(_Config(runtime, n_threads, batch, run, x, cold, rss_mb(), fid))
+    return configs
+
+
+def _add_speedups(records: list[Record], baseline: str) -> None:
+    base = {(r.threads, r.batch): r.stats["p50_ms"] for r in records if r.runtime == baseline}
+    for r in records:
+        b = base.get((r.threads, r.batch))
+        if b is not None:
+            r.speedup = speedup(b, r.stats["p50_ms"])
+            r.baseline = baseline
+
+
+def _artifact_shape(src: BenchSource) -> list[int]:
+    import json
+    manifest = Path(src.artifact) / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text())
+        return list(data["inputs"][0]["shape"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        raise DeployError(f"{manifest}: cannot read the input shape; pass --input-shape") from None

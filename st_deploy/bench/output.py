@@ -1,0 +1,81 @@
+"""Benchmark results as a console table, JSON, CSV and a PNG plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from ..load.atomic import atomic_path
+from ..report import print_table
+
+CSV_COLUMNS = ("runtime", "threads", "batch", "n", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
+               "std_ms", "throughput_items_s", "cold_ms", "rss_mb", "speedup", "baseline",
+               "fidelity_max_abs", "fidelity_max_rel")
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
+    return str(v)
+
+
+def print_results(result: dict[str, Any]) -> None:
+    rows = []
+    for r in result["records"]:
+        rows.append([r["runtime"], r["threads"], r["batch"], _fmt(r["p50_ms"]), _fmt(r["mean_ms"]),
+                     _fmt(r["p90_ms"]), _fmt(r["p99_ms"]), _fmt(r["std_ms"]), _fmt(r["throughput_items_s"], 1),
+                     _fmt(r["cold_ms"], 1), _fmt(r["rss_mb"], 0),
+                     f"{r['speedup']:.2f}x" if r.get("speedup") else "-",
+                     _fmt(r["fidelity_max_rel"], 2)])
+    m = result["machine"]
+    print_table(f"latency (ms), input {'x'.join(map(str, result['input_shape']))}, baseline {result['baseline']}",
+                ["runtime", "thr", "batch", "p50", "mean", "p90", "p99", "std", "items/s", "cold", "RSS MB",
+                 "speedup", "max rel err"], rows,
+                [f"{m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])})"])
+
+
+def write_json(result: dict[str, Any], path: Path) -> Path:
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(result, indent=2, default=str))
+    return Path(path)
+
+
+def write_csv(result: dict[str, Any], path: Path) -> Path:
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in result["records"]:
+                w.writerow(r)
+    return Path(path)
+
+
+def write_plot(result: dict[str, Any], path: Path) -> Path:
+    """Latency per configuration (p50 bar with p10-p90 whiskers from the summary), speedups annotated."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = result["records"]
+    labels = [f"{r['runtime']}\n{r['threads']}t b{r['batch']}" for r in recs]
+    p50 = [r["p50_ms"] for r in recs]
+    lo = [r["p50_ms"] - r["min_ms"] for r in recs]
+    hi = [r["p90_ms"] - r["p50_ms"] for r in recs]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(recs)), 4.5))
+    bars = ax.bar(range(len(recs)), p50, yerr=[lo, hi], capsize=3, color="#4c78a8")
+    for bar, r in zip(bars, recs):
+        if r.get("speedup"):
+            ax.annotate(f"{r['speedup']:.2f}x", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
+    ax.set_xticks(range(len(recs)), labels, fontsize=7)
+    ax.set_ylabel("latency (ms): p50, whiskers min..p90")
+    ax.set_title(f"{result['machine']['cpu'][:60]} - speedup vs {result['baseline']}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return Path(path)

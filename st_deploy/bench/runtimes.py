@@ -1,0 +1,107 @@
+"""The runtimes a benchmark compares, each able to prepare a callable for (threads, batch).
+
+A runtime needs either the ticket itself (torch, torch-compact) or an exported artifact
+(ONNX, TVM); artifacts are exported once per ticket sha256 + target and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import DeployError
+from ..ticket import Ticket
+
+RUNTIMES = ("torch", "torch-compact", "ort-dense", "ort-sparse", "tvm-dense", "tvm-sparse")
+RunFn = Callable[[np.ndarray], Any]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ST_DEPLOY_CACHE", Path.home() / ".cache" / "st-deploy"))
+
+
+@dataclass
+class BenchSource:
+    """A ticket (and, for artifact folders, the artifact) plus lazily made exports."""
+
+    ticket: Ticket | None
+    artifact: Path | None = None
+    target: str = "llvm"
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        base = self.ticket.sha256 if self.ticket and self.ticket.sha256 else str(self.artifact)
+        return hashlib.sha256(f"{base}:{self.target}".encode()).hexdigest()[:16]
+
+    def compacted(self) -> Ticket:
+        if "compact" not in self._cache:
+            from ..compact import compact
+            self._cache["compact"] = compact(self.require_ticket("torch-compact")).ticket
+        return self._cache["compact"]
+
+    def require_ticket(self, runtime: str) -> Ticket:
+        if self.ticket is None:
+            raise DeployError(f"runtime {runtime} needs the ticket; an artifact folder only serves "
+                              f"the runtime it was exported for")
+        return self.ticket
+
+    def exported(self, target: str, fmt: str = "auto") -> Path:
+        """Folder of the artifact for `target` ('onnx' or a TVM target) and plan format,
+        exported on first use and cached by ticket sha256 + target + format."""
+        if self.artifact is not None:
+            return self.artifact
+        key = f"{target}-{fmt}"
+        if key not in self._cache:
+            from ..export import export
+            slug = "".join(c if c.isalnum() else "_" for c in key)
+            out = cache_root() / "artifacts" / f"{self.key()}-{slug}"
+            if not (out / "manifest.json").is_file():
+                export(self.require_ticket(target), target=target, out=out, format=fmt, force=True)
+            self._cache[key] = out
+        return self._cache[key]
+
+
+def _torch_runner(module: torch.nn.Module, threads: int) -> RunFn:
+    def run(x: np.ndarray) -> Any:
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            return module(torch.from_numpy(x))
+    return run
+
+
+def prepare(runtime: str, source: BenchSource, threads: int) -> RunFn:
+    """A callable running one inference on `runtime` with `threads` threads."""
+    if runtime == "torch":
+        return _torch_runner(source.require_ticket(runtime).module, threads)
+    if runtime == "torch-compact":
+        return _torch_runner(source.compacted().module, threads)
+    if runtime in ("ort-dense", "ort-sparse"):
+        from ..ort import ort_session
+        folder = source.exported("onnx")
+        model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
+        if not model.is_file():
+            raise DeployError(f"{folder}: no {model.name}; runtime {runtime} needs an ONNX artifact")
+        session = ort_session(model, threads=threads)
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})
+    if runtime in ("tvm-dense", "tvm-sparse"):
+        from ..runner import load
+        folder = source.exported(source.target, "auto" if runtime == "tvm-sparse" else "dense")
+        runner = load(folder, threads=threads)
+        return runner.run
+    raise DeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+
+
+def to_numpy(out: Any) -> np.ndarray:
+    """First output of any runtime as a float32 numpy array."""
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    if isinstance(out, torch.Tensor):
+        return out.detach().cpu().numpy()
+    return np.asarray(out)

@@ -167,11 +167,19 @@ def _int_list(value: str, flag: str) -> list[int]:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Write CSV here.")
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="Write a PNG plot here.")
+@click.option("--rpc", default=None, metavar="HOST:PORT", help="Time a TVM artifact on a board's RPC server.")
+@click.option("--tracker", default=None, metavar="HOST:PORT", help="Reach the board through a TVM RPC tracker.")
+@click.option("--key", default=None, help="Device key of the board at the tracker.")
 @ticket_options
 def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: int, repeat: int,
               min_time: float, baseline: str, input_shape: str | None, target: str, json_out: Path | None,
-              csv_out: Path | None, plot_out: Path | None, load_kwargs: dict) -> None:
-    """Latency of TICKET (or an exported artifact folder) across runtimes, side by side."""
+              csv_out: Path | None, plot_out: Path | None, rpc: str | None, tracker: str | None,
+              key: str | None, load_kwargs: dict) -> None:
+    """Latency of TICKET (or an exported artifact folder) across runtimes, side by side.
+
+    With --rpc or --tracker/--key the TVM artifact (exported for --target, or the folder given)
+    runs on the remote board instead.
+    """
     from .bench import RUNTIMES, BenchSource, bench, print_results, write_csv, write_json, write_plot
     from .load import load_ticket
     names = list(RUNTIMES) if runtimes == "all" else [r.strip() for r in runtimes.split(",") if r.strip()]
@@ -179,10 +187,22 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
         source = BenchSource(ticket=None, artifact=ticket, target=target)
     else:
         source = BenchSource(ticket=load_ticket(ticket, **load_kwargs), target=target)
-    with _progress() as update:
-        result = bench(source, names, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
-                       warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
-                       input_shape=parse_shape(input_shape), progress=update)
+    if rpc or tracker:
+        from .bench.machine import machine_info
+        from .bench.rpc import connect, remote_bench
+        folder = source.exported(target, "auto")
+        session = connect(rpc, tracker, key)
+        record = remote_bench(folder, session, parse_shape(input_shape), repeat=repeat)
+        result = {"records": [{**record, "cold_ms": None, "rss_mb": None, "speedup": None, "baseline": None,
+                               "fidelity_max_abs": record.get("fidelity_max_abs"),
+                               "fidelity_max_rel": record.get("fidelity_max_rel")}],
+                  "machine": {**machine_info(), "remote": rpc or f"{tracker} key={key}"},
+                  "input_shape": parse_shape(input_shape) or read_input_shape(folder), "baseline": "-"}
+    else:
+        with _progress() as update:
+            result = bench(source, names, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
+                           warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
+                           input_shape=parse_shape(input_shape), progress=update)
     print_results(result)
     for out, write in ((json_out, write_json), (csv_out, write_csv), (plot_out, write_plot)):
         if out is not None:
@@ -208,3 +228,19 @@ class _progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def read_input_shape(folder: Path) -> list[int]:
+    from .bench.rpc import read_manifest
+    return list(read_manifest(folder)["inputs"][0]["shape"])
+
+
+@cli.command("rpc-server")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=9090, show_default=True)
+@click.option("--tracker", default=None, metavar="HOST:PORT", help="Register with this tracker.")
+@click.option("--key", default="st-deploy", show_default=True, help="Device key to register under.")
+def rpc_server(host: str, port: int, tracker: str | None, key: str) -> None:
+    """Board side: run TVM's RPC server (python -m tvm.exec.rpc_server) for remote benchmarks."""
+    from .bench.rpc import run_server
+    sys.exit(run_server(host, port, tracker, key))

@@ -1,0 +1,54 @@
+#!/bin/sh
+# Native kernel tests for CI: builds tests/kernels/native/native_test.cc against st_kernels_core
+#   asan     host build with AddressSanitizer + UndefinedBehaviorSanitizer, every host ISA variant
+#   aarch64  cross build (g++-aarch64-linux-gnu, static) run under qemu-aarch64: NEON + scalar
+# Usage: kernels/ci_native_tests.sh [all|asan|aarch64]. Exit 0 = passed, 77 = every requested
+# part was skipped because its toolchain is missing (the message says which), else failure.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${ST_NATIVE_BUILD:-$ROOT/build}
+JOBS=${JOBS:-2}
+MODE=${1:-all}
+ran=0
+skipped=0
+
+run_asan() {
+  if ! echo 'int main(){return 0;}' | ${CXX:-c++} -x c++ -fsanitize=address,undefined -o /dev/null - 2>/dev/null; then
+    echo "SKIP asan: the host compiler cannot link -fsanitize=address,undefined"
+    skipped=$((skipped + 1))
+    return 0
+  fi
+  cmake -S "$ROOT/kernels" -B "$BUILD/native-asan" -DST_KERNELS_FFI=OFF -DST_KERNELS_NATIVE_TESTS=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+    "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined" >/dev/null
+  cmake --build "$BUILD/native-asan" -j"$JOBS" --target st_native_test >/dev/null
+  echo "== asan+ubsan (host)"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$BUILD/native-asan/st_native_test"
+  ran=$((ran + 1))
+}
+
+run_aarch64() {
+  if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+    echo "SKIP aarch64: needs aarch64-linux-gnu-g++ and qemu-aarch64 (apt-get install g++-aarch64-linux-gnu qemu-user)"
+    skipped=$((skipped + 1))
+    return 0
+  fi
+  cmake -S "$ROOT/kernels" -B "$BUILD/native-aarch64" -DST_KERNELS_FFI=OFF -DST_KERNELS_NATIVE_TESTS=ON \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
+    -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ -DCMAKE_EXE_LINKER_FLAGS=-static >/dev/null
+  cmake --build "$BUILD/native-aarch64" -j"$JOBS" --target st_native_test >/dev/null
+  echo "== aarch64 under qemu"
+  qemu-aarch64 "$BUILD/native-aarch64/st_native_test"
+  ran=$((ran + 1))
+}
+
+case "$MODE" in
+  all) run_asan; run_aarch64 ;;
+  asan) run_asan ;;
+  aarch64) run_aarch64 ;;
+  *) echo "usage: $0 [all|asan|aarch64]" >&2; exit 2 ;;
+esac
+if [ "$ran" -eq 0 ] && [ "$skipped" -gt 0 ]; then
+  exit 77
+fi

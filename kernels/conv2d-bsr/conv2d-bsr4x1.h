@@ -1,0 +1,50 @@
+// Sparse conv, BSR with 4x1 blocks: one input run feeds 4 output channels, so each loaded
+// vector is used by 4 FMAs (CSR uses it once). Block rows past cout are padding and not stored.
+#pragma once
+#include "../core/epilogue.h"
+
+namespace st {
+namespace {
+
+template <class I, int NV, bool Full>
+inline void bsr4_rows(const ConvJob& j, int32_t br0, int32_t br1, int32_t q, int last) {
+  using V = typename I::V;
+  constexpr int W = I::W;
+  const float* xq = j.X + q;
+  for (int32_t br = br0; br < br1; ++br) {
+    V acc[4][NV];
+    for (int i = 0; i < 4; ++i)
+      for (int v = 0; v < NV; ++v) acc[i][v] = I::zero();
+    const int32_t b = j.rowptr[br], e = j.rowptr[br + 1];
+    const int pf = (br % NV) * W;
+    for (int32_t k = b; k < e; ++k) {
+      const float* p = xq + j.off[k];
+      const float* wv = j.val + 4 * static_cast<int64_t>(k);
+      if (Full) __builtin_prefetch(p + NV * W + pf, 0, 3);  // see conv2d-csr.h
+      const V w0 = I::set1(wv[0]), w1 = I::set1(wv[1]), w2 = I::set1(wv[2]), w3 = I::set1(wv[3]);
+      for (int v = 0; v < NV; ++v) {
+        const V xv = Full ? I::loadu(p + v * W) : I::load_partial(p, last);
+        acc[0][v] = I::fma(xv, w0, acc[0][v]);
+        acc[1][v] = I::fma(xv, w1, acc[1][v]);
+        acc[2][v] = I::fma(xv, w2, acc[2][v]);
+        acc[3][v] = I::fma(xv, w3, acc[3][v]);
+      }
+    }
+    const int32_t rbase = 4 * br;
+    for (int i = 0; i < 4; ++i)
+      if (rbase + i < j.cout) store_tile<I, NV>(j, rbase + i, q, acc[i], Full ? W : last);
+  }
+}
+
+template <class I, int NV>
+void conv2d_bsr4x1_impl(const ConvJob& job, int32_t br0, int32_t br1, int32_t q0, int32_t q1) {
+  constexpr int W = I::W;
+  ConvJob j = job;
+  attach_wide_table<I>(j, q0, q1);
+  int32_t q = q0;
+  for (; q + NV * W <= q1; q += NV * W) bsr4_rows<I, NV, true>(j, br0, br1, q, W);
+  for (; q + W <= q1; q += W) bsr4_rows<I, 1, true>(j, br0, br1, q, W);
+  if (q < q1) bsr4_rows<I, 1, false>(j, br0, br1, q, q1 - q);
+}
+}  // namespace
+}  // namespace st

@@ -1,0 +1,122 @@
+// Fused epilogue for one output channel tile: out = act(acc + bias) (+ residual).
+// Included by the per-ISA kernel TUs only (vector types differ per TU).
+#pragma once
+#include "jobs.h"
+#include "scratch.h"
+#include "simd.h"
+
+namespace st {
+namespace {
+
+template <class I>
+inline typename I::V apply_act(typename I::V v, int32_t act) {
+  if (act == 1) {
+    v = I::max(v, I::zero());
+  } else if (act == 2) {
+    v = I::min(I::max(v, I::zero()), I::set1(6.f));
+  }
+  return v;
+}
+
+// Stores NV vectors of row r starting at wide position q; the last vector holds `last` lanes
+// (I::W when full). Compact layouts store straight into out; wide layouts drop the padding
+// columns (ox >= OW) while copying the tile out of a stack buffer.
+template <class I, int NV>
+inline void store_tile(const ConvJob& j, int32_t r, int32_t q, typename I::V* acc, int last) {
+  using V = typename I::V;
+  constexpr int W = I::W;
+  const V b = j.bias ? I::set1(j.bias[r]) : I::zero();
+  for (int v = 0; v < NV; ++v) acc[v] = apply_act<I>(I::add(acc[v], b), j.act);
+  const int64_t row = static_cast<int64_t>(r) * j.OHW;
+  if (j.Wq == j.OW) {
+    float* o = j.out + row + q;
+    const float* rs = j.res ? j.res + row + q : nullptr;
+    for (int v = 0; v < NV; ++v) {
+      const int n = v == NV - 1 ? last : W;
+      V a = acc[v];
+      if (n == W) {
+        if (rs) a = I::add(a, I::loadu(rs + v * W));
+        I::storeu(o + v * W, a);
+      } else {
+        if (rs) a = I::add(a, I::load_partial(rs + v * W, n));
+        I::store_partial(o + v * W, a, n);
+      }
+    }
+    return;
+  }
+  if constexpr (I::kCompress) {
+    if (j.wmask) {
+      const int32_t t0 = q / W - j.wbase;
+      for (int v = 0; v < NV; ++v) {
+        uint32_t m = j.wmask[t0 + v];
+        if (v == NV - 1 && last < W) m &= (1u << last) - 1u;
+        V a = acc[v];
+        const int64_t o = row + j.wdst[t0 + v];
+        if (j.res) a = I::add(a, I::expand_load(j.res + o, m));
+        I::compress_store(j.out + o, m, a);
+      }
+      return;
+    }
+  }
+  alignas(64) float tmp[NV * W];
+  for (int v = 0; v < NV; ++v) I::storeu(tmp + v * W, acc[v]);
+  const int32_t qend = q + (NV - 1) * W + last;
+  int32_t oy = q / j.Wq, ox = q - oy * j.Wq;
+  for (int32_t p = q; p < qend;) {
+    if (ox >= j.OW) {  // skip the padding columns of this wide row
+      p += j.Wq - ox;
+      ++oy;
+      ox = 0;
+      continue;
+    }
+    const int32_t len = (j.OW - ox) < (qend - p) ? (j.OW - ox) : (qend - p);
+    const int64_t o = row + static_cast<int64_t>(oy) * j.OW + ox;
+    const float* src = tmp + (p - q);
+    float* dst = j.out + o;
+    if (j.res) {
+      const float* rs = j.res + o;
+      for (int32_t i = 0; i < len; ++i) dst[i] = src[i] + rs[i];
+    } else {
+      for (int32_t i = 0; i < len; ++i) dst[i] = src[i];
+    }
+    p += len;
+    ox += len;
+  }
+}
+// For ISAs with lane compress: fills the wide-row store table of `j` for positions [q0, q1)
+// into per-thread scratch. Returns false (table left unset) when the layout is compact or
+// the scratch allocation fails, which selects the generic store path.
+template <class I>
+inline bool attach_wide_table(ConvJob& j, int32_t q0, int32_t q1) {
+  constexpr int W = I::W;
+  if (!I::kCompress || j.Wq == j.OW || q1 <= q0) return false;
+  const int32_t t0 = q0 / W, t1 = (q1 + W - 1) / W;
+  const size_t n = static_cast<size_t>(t1 - t0);
+  void* mem = scratch(kSlotKernel, n * (sizeof(int32_t) + sizeof(uint16_t)) + 64);
+  if (!mem) return false;
+  int32_t* dst = static_cast<int32_t*>(mem);
+  uint16_t* msk = reinterpret_cast<uint16_t*>(dst + n);
+  for (int32_t t = t0; t < t1; ++t) {
+    uint32_t m = 0;
+    int32_t first = 0;
+    int32_t p = t * W, oy = p / j.Wq, ox = p - oy * j.Wq;
+    for (int i = 0; i < W; ++i, ++p, ++ox) {
+      if (ox == j.Wq) {
+        ox = 0;
+        ++oy;
+      }
+      if (ox < j.OW && p < j.Q) {
+        if (!m) first = oy * j.OW + ox;
+        m |= 1u << i;
+      }
+    }
+    msk[t - t0] = static_cast<uint16_t>(m);
+    dst[t - t0] = first;
+  }
+  j.wmask = msk;
+  j.wdst = dst;
+  j.wbase = t0;
+  return true;
+}
+}  // namespace
+}  // namespace st

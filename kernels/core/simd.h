@@ -1,0 +1,138 @@
+// Thin per-ISA vector traits. The kernel templates are written once against this interface and
+// instantiated in one translation unit per ISA, each compiled with its own -m flags; a trait is
+// only defined when the TU's flags enable its instructions.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
+namespace st {
+namespace {  // internal linkage: every ISA TU gets its own copy, no cross-ISA ODR merging
+
+struct IsaScalar {
+  using V = float;
+  static constexpr int W = 1;
+  static constexpr const char* name = "scalar";
+  static constexpr bool kCompress = false;
+  static inline V zero() { return 0.f; }
+  static inline V set1(float f) { return f; }
+  static inline V loadu(const float* p) { return *p; }
+  static inline void storeu(float* p, V v) { *p = v; }
+  static inline V fma(V a, V b, V c) { return a * b + c; }
+  static inline V add(V a, V b) { return a + b; }
+  static inline V max(V a, V b) { return a > b ? a : b; }
+  static inline V min(V a, V b) { return a < b ? a : b; }
+  static inline V load_partial(const float* p, int) { return *p; }
+  static inline void store_partial(float* p, V v, int) { *p = v; }
+  static inline float reduce(V v) { return v; }
+  static inline V gather(const float* base, const int32_t* idx) { return base[idx[0]]; }
+};
+
+#if defined(__AVX512F__)
+struct IsaAvx512 {
+  using V = __m512;
+  static constexpr int W = 16;
+  static constexpr const char* name = "avx512";
+  // Lane compress/expand lets a wide-row tile drop its padding columns with one masked store.
+  static constexpr bool kCompress = true;
+  static inline V zero() { return _mm512_setzero_ps(); }
+  static inline V set1(float f) { return _mm512_set1_ps(f); }
+  static inline V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static inline V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static inline V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static inline V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static inline __mmask16 mask(int n) { return (__mmask16)((1u << n) - 1u); }  // n <= 16
+  static inline V load_partial(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static inline void store_partial(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static inline float reduce(V v) { return _mm512_reduce_add_ps(v); }
+  // Register-form compress + contiguous masked store: the memory form of vcompressps is
+  // microcoded and slow on AMD Zen 4.
+  static inline void compress_store(float* p, uint32_t m, V v) {
+    const V c = _mm512_maskz_compress_ps((__mmask16)m, v);
+    _mm512_mask_storeu_ps(p, mask(__builtin_popcount(m)), c);
+  }
+  static inline V expand_load(const float* p, uint32_t m) {
+    return _mm512_maskz_expand_ps((__mmask16)m, _mm512_maskz_loadu_ps(mask(__builtin_popcount(m)), p));
+  }
+  static inline V gather(const float* base, const int32_t* idx) {
+    return _mm512_i32gather_ps(_mm512_loadu_si512(idx), base, 4);
+  }
+};
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+struct IsaAvx2 {
+  using V = __m256;
+  static constexpr int W = 8;
+  static constexpr const char* name = "avx2";
+  static constexpr bool kCompress = false;
+  static inline V zero() { return _mm256_setzero_ps(); }
+  static inline V set1(float f) { return _mm256_set1_ps(f); }
+  static inline V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static inline void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static inline V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static inline V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static inline V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static inline __m256i mask(int n) {
+    // A sliding window over -1,..,-1,0,..,0 gives the first n lanes set.
+    alignas(32) static const int32_t tbl[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tbl + 8 - n));
+  }
+  static inline V load_partial(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
+  static inline void store_partial(float* p, V v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static inline float reduce(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static inline V gather(const float* base, const int32_t* idx) {
+    return _mm256_i32gather_ps(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4);
+  }
+};
+#endif
+
+#if defined(__ARM_NEON) && defined(__aarch64__)
+struct IsaNeon {
+  using V = float32x4_t;
+  static constexpr int W = 4;
+  static constexpr const char* name = "neon";
+  static constexpr bool kCompress = false;
+  static inline V zero() { return vdupq_n_f32(0.f); }
+  static inline V set1(float f) { return vdupq_n_f32(f); }
+  static inline V loadu(const float* p) { return vld1q_f32(p); }
+  static inline void storeu(float* p, V v) { vst1q_f32(p, v); }
+  static inline V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+  static inline V add(V a, V b) { return vaddq_f32(a, b); }
+  static inline V max(V a, V b) { return vmaxq_f32(a, b); }
+  static inline V min(V a, V b) { return vminq_f32(a, b); }
+  // No masked loads on NEON: tails go through a small stack buffer so nothing past p[n-1] is read.
+  static inline V load_partial(const float* p, int n) {
+    float t[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int i = 0; i < n; ++i) t[i] = p[i];
+    return vld1q_f32(t);
+  }
+  static inline void store_partial(float* p, V v, int n) {
+    float t[4];
+    vst1q_f32(t, v);
+    for (int i = 0; i < n; ++i) p[i] = t[i];
+  }
+  static inline float reduce(V v) { return vaddvq_f32(v); }
+  static inline V gather(const float* base, const int32_t* idx) {
+    float t[4] = {base[idx[0]], base[idx[1]], base[idx[2]], base[idx[3]]};
+    return vld1q_f32(t);
+  }
+};
+#endif
+
+}  // namespace
+}  // namespace st

@@ -1,0 +1,8 @@
+// AArch64 NEON, 4 lanes: one channel row at a time; 4 accumulators cover a wide-row tile.
+#include "dwconv2d-csr.h"
+
+namespace st {
+void dwconv2d_csr_neon(const DwJob& j, int32_t c0, int32_t c1) {
+  dwconv2d_csr_impl<IsaNeon, 4>(j, c0, c1);
+}
+}  // namespace st

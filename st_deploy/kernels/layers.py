@@ -1,0 +1,143 @@
+"""Layer objects: convert a dense masked weight once, validate once, then run many times."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from . import ops
+from ._lib import KernelError
+from .formats import to_bsr4x1, to_csr, to_numpy
+
+FORMATS = ("csr", "bsr4x1", "dense")
+
+
+def _pair(v: Union[int, tuple[int, ...], list[int]], name: str) -> int:
+    if isinstance(v, (tuple, list)):
+        if len(set(int(i) for i in v)) != 1:
+            raise KernelError(f"{name} {tuple(v)}: only equal values for height and width are supported")
+        return int(v[0])
+    return int(v)
+
+
+class SparseConv2d:
+    """A conv layer (groups = 1 or depthwise) in one of FORMATS, built by from_dense().
+
+    Calling it runs out = act(conv(x) + bias) (+ residual after act) with the st_deploy kernels.
+    """
+
+    def __init__(self, *, fmt: str, kind: str, in_channels: int, out_channels: int,
+                 kernel_size: int, stride: int, padding: int, act: str,
+                 bias: Optional[np.ndarray], arrays: tuple[np.ndarray, ...], nnz: int) -> None:
+        self.fmt = fmt
+        self.kind = kind  # "conv" (groups = 1) or "depthwise"
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.act = act
+        self.bias = bias
+        self.arrays = arrays
+        self.nnz = nnz
+        k2 = kernel_size * kernel_size
+        dense = out_channels * k2 * (1 if kind == "depthwise" else in_channels)
+        self.density = nnz / dense
+
+    @classmethod
+    def from_dense(cls, weight: Any, bias: Any = None, stride: Union[int, tuple[int, int]] = 1,
+                   padding: Union[int, tuple[int, int]] = 0, groups: int = 1,
+                   act: str = "none", fmt: str = "csr") -> "SparseConv2d":
+        """weight [cout, cin/groups, k, k] with pruned entries at 0 (numpy or torch).
+
+        groups = 1 takes fmt "csr" or "bsr4x1"; groups = cin = cout (depthwise) takes "dense" or
+        "csr" (per-channel live taps). Raises KernelError for anything the kernels cannot run.
+        """
+        if fmt not in FORMATS:
+            raise KernelError(f"unknown format {fmt!r}: use one of {FORMATS}")
+        ops.act_code(act)
+        w = to_numpy(weight)
+        if w.ndim != 4 or w.shape[2] != w.shape[3]:
+            raise KernelError(f"weight must be [cout, cin/groups, k, k] with a square kernel, got {w.shape}")
+        cout, cin_g, k, _ = (int(s) for s in w.shape)
+        s, p = _pair(stride, "stride"), _pair(padding, "padding")
+        b = None if bias is None else to_numpy(bias).reshape(-1)
+        if b is not None and b.shape[0] != cout:
+            raise KernelError(f"bias has {b.shape[0]} entries for {cout} output channels")
+        common = dict(out_channels=cout, kernel_size=k, stride=s, padding=p, act=act, bias=b)
+        nnz = int(np.count_nonzero(w))
+        # A 1-channel depthwise conv is also a groups=1 conv; "dense" only exists as depthwise.
+        depthwise = groups == cout and cin_g == 1 and (groups > 1 or fmt == "dense")
+        if groups == 1 and not depthwise:
+            if fmt == "dense":
+                raise KernelError("a dense groups=1 conv has no st_deploy kernel: keep it in the "
+                                  "ONNX/TVM graph or choose fmt='csr' or 'bsr4x1'")
+            w2 = w.reshape(cout, -1)
+            arrays = to_csr(w2) if fmt == "csr" else to_bsr4x1(w2)
+            ops.validate_sparse(arrays[0], arrays[1], cout, w2.shape[1], 1 if fmt == "csr" else 4,
+                                arrays[2].size)
+            return cls(fmt=fmt, kind="conv", in_channels=cin_g, arrays=arrays, nnz=nnz, **common)
+        if depthwise:
+            if fmt == "bsr4x1":
+                raise KernelError("depthwise convs take fmt='dense' or 'csr', not 'bsr4x1'")
+            if fmt == "dense":
+                arrays = (np.ascontiguousarray(w),)
+            else:
+                arrays = to_csr(w.reshape(cout, k * k))
+                ops.validate_sparse(arrays[0], arrays[1], cout, k * k, 1, arrays[2].size)
+            return cls(fmt=fmt, kind="depthwise", in_channels=cout, arrays=arrays, nnz=nnz, **common)
+        raise KernelError(f"groups={groups} with weight {w.shape}: only groups=1 and depthwise "
+                          f"(groups = in = out channels) are supported")
+
+    def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        n, _, h, w = x_shape
+        oh, ow = ops.conv_out_hw(h, w, self.kernel_size, self.kernel_size, self.stride, self.padding)
+        return (n, self.out_channels, oh, ow)
+
+    def __call__(self, x: Any, residual: Any = None, out: Any = None) -> Any:
+        kw = dict(stride=self.stride, padding=self.padding, act=self.act, out=out)
+        if self.kind == "depthwise":
+            if self.fmt == "dense":
+                return ops.dwconv2d(x, self.arrays[0], self.bias, residual, **kw)
+            return ops.dwconv2d_csr(x, *self.arrays, self.bias, residual,
+                                    kernel_size=self.kernel_size, **kw)
+        fn = ops.conv2d_csr if self.fmt == "csr" else ops.conv2d_bsr4x1
+        return fn(x, *self.arrays, self.bias, residual, out_channels=self.out_channels,
+                  kernel_size=self.kernel_size, **kw)
+
+    def __repr__(self) -> str:
+        return (f"SparseConv2d({self.kind}, {self.in_channels}->{self.out_channels}, k={self.kernel_size}, "
+                f"s={self.stride}, p={self.padding}, act={self.act}, fmt={self.fmt}, "
+                f"density={self.density:.3f})")
+
+
+class SparseLinear:
+    """A linear layer y = act(x @ W.T + b) with W in CSR, built by from_dense()."""
+
+    def __init__(self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], in_features: int,
+                 out_features: int, bias: Optional[np.ndarray], act: str) -> None:
+        self.arrays = arrays
+        self.in_features = in_features
+        self.out_features = out_features
+        self.bias = bias
+        self.act = act
+        self.nnz = int(arrays[1].size)
+        self.density = self.nnz / (in_features * out_features)
+
+    @classmethod
+    def from_dense(cls, weight: Any, bias: Any = None, act: str = "none") -> "SparseLinear":
+        ops.act_code(act)
+        w = to_numpy(weight)
+        if w.ndim != 2:
+            raise KernelError(f"linear weight must be [out_features, in_features], got {w.shape}")
+        b = None if bias is None else to_numpy(bias).reshape(-1)
+        if b is not None and b.shape[0] != w.shape[0]:
+            raise KernelError(f"bias has {b.shape[0]} entries for {w.shape[0]} output features")
+        arrays = to_csr(w)
+        ops.validate_sparse(arrays[0], arrays[1], w.shape[0], w.shape[1], 1, arrays[2].size)
+        return cls(arrays, int(w.shape[1]), int(w.shape[0]), b, act)
+
+    def __call__(self, x: Any, out: Any = None) -> Any:
+        return ops.linear_csr(x, *self.arrays, self.bias, out_features=self.out_features,
+                              act=self.act, out=out)

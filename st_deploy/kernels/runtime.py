@@ -1,0 +1,67 @@
+"""Which ISA variant runs, how many threads, and which variants exist (from kernels/kernels.inc)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from st_deploy.errors import DeployError
+
+from ._lib import call
+
+ISAS = ("avx512", "avx2", "neon", "scalar")
+
+
+def isa() -> str:
+    """The variant that runs now: "avx512", "avx2", "neon" or "scalar".
+
+    Chosen from CPU features at first use; $ST_KERNELS_ISA forces one (an unsupported request
+    makes every kernel call fail rather than silently running another variant).
+    """
+    try:
+        return str(call("isa"))
+    except Exception as e:
+        raise DeployError(str(e).strip()) from None
+
+
+def isa_available(name: str) -> bool:
+    """True if this CPU and this build can run variant `name`."""
+    return bool(call("isa_available", name))
+
+
+def available_isas() -> list[str]:
+    """Variants that can run here, best first."""
+    return [n for n in ISAS if isa_available(n)]
+
+
+def set_isa(name: str) -> None:
+    """Forces variant `name` ("auto" = best available); raises DeployError if it cannot run here."""
+    try:
+        call("set_isa", name)
+    except Exception as e:
+        raise DeployError(str(e).strip()) from None
+
+
+@contextmanager
+def use_isa(name: str) -> Iterator[None]:
+    """Runs the block with variant `name`, restoring the previous one afterwards."""
+    before = isa()
+    set_isa(name)
+    try:
+        yield
+    finally:
+        set_isa(before)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every kernel (default: CPUs in the process's affinity mask)."""
+    call("set_num_threads", int(n))
+
+
+def get_num_threads() -> int:
+    return int(call("get_num_threads"))
+
+
+def variants() -> list[str]:
+    """Every "op-format-isa" variant compiled into the library, in kernels.inc order."""
+    return [str(v) for v in call("variants")]

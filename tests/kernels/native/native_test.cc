@@ -1,0 +1,264 @@
+// Standalone check of every ISA variant built for this machine against a naive reference conv,
+// through the C ABI only (no Python). Run natively, under ASan/UBSan, and as an aarch64 binary
+// under qemu (kernels/ci_native_tests.sh). Exit status 0 = all passed.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "st_kernels.h"
+
+namespace {
+int g_fail = 0, g_checks = 0;
+std::mt19937 g_rng(1234);
+
+float uni() { return std::uniform_real_distribution<float>(-1.f, 1.f)(g_rng); }
+bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(g_rng) < p; }
+
+struct Case {
+  int n, cin, cout, h, w, k, stride, pad, act;
+  double sparsity;
+  bool bias, res;
+};
+
+float act_f(float v, int act) {
+  if (act >= 1 && v < 0) v = 0;
+  if (act == 2 && v > 6) v = 6;
+  return v;
+}
+
+// Dense reference, groups = 1 or depthwise (groups = cin = cout, weight [C, 1, k, k]).
+std::vector<float> ref_conv(const Case& c, bool dw, const std::vector<float>& x, const std::vector<float>& wt,
+                            const std::vector<float>& b, const std::vector<float>& r, int OH, int OW) {
+  std::vector<float> y(static_cast<size_t>(c.n) * c.cout * OH * OW);
+  for (int n = 0; n < c.n; ++n)
+    for (int co = 0; co < c.cout; ++co)
+      for (int oy = 0; oy < OH; ++oy)
+        for (int ox = 0; ox < OW; ++ox) {
+          double s = c.bias ? b[co] : 0.0;
+          const int ci0 = dw ? co : 0, ci1 = dw ? co + 1 : c.cin;
+          for (int ci = ci0; ci < ci1; ++ci)
+            for (int ky = 0; ky < c.k; ++ky)
+              for (int kx = 0; kx < c.k; ++kx) {
+                const int iy = oy * c.stride + ky - c.pad, ix = ox * c.stride + kx - c.pad;
+                if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
+                const int wc = dw ? 0 : ci;
+                const float wv = wt[((static_cast<size_t>(co) * (dw ? 1 : c.cin) + wc) * c.k + ky) * c.k + kx];
+                s += static_cast<double>(wv) * x[((static_cast<size_t>(n) * c.cin + ci) * c.h + iy) * c.w + ix];
+              }
+          const size_t o = ((static_cast<size_t>(n) * c.cout + co) * OH + oy) * OW + ox;
+          y[o] = act_f(static_cast<float>(s), c.act) + (c.res ? r[o] : 0.f);
+        }
+  return y;
+}
+
+void compare(const char* what, const std::string& isa, const Case& c, const std::vector<float>& got,
+             const std::vector<float>& want) {
+  ++g_checks;
+  float scale = 1.f;
+  for (float v : want) scale = std::fmax(scale, std::fabs(v));
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!(std::fabs(got[i] - want[i]) <= 1e-4f * scale)) {
+      std::printf("FAIL %s [%s] n=%d cin=%d cout=%d %dx%d k=%d s=%d act=%d sp=%.3f: at %zu got %g want %g\n",
+                  what, isa.c_str(), c.n, c.cin, c.cout, c.h, c.w, c.k, c.stride, c.act, c.sparsity, i,
+                  got[i], want[i]);
+      ++g_fail;
+      return;
+    }
+  }
+}
+
+void expect_rc(const char* what, int rc, int want) {
+  ++g_checks;
+  if (rc != want) {
+    std::printf("FAIL %s: rc %d, expected %d (%s)\n", what, rc, want, st_last_error());
+    ++g_fail;
+  } else if (want != ST_OK && std::strlen(st_last_error()) == 0) {
+    std::printf("FAIL %s: error without a message\n", what);
+    ++g_fail;
+  }
+}
+
+void run_case(const std::string& isa, const Case& c) {
+  const int OH = (c.h + 2 * c.pad - c.k) / c.stride + 1, OW = (c.w + 2 * c.pad - c.k) / c.stride + 1;
+  std::vector<float> x(static_cast<size_t>(c.n) * c.cin * c.h * c.w), b(c.cout), r;
+  for (float& v : x) v = uni();
+  for (float& v : b) v = uni();
+  if (c.res) {
+    r.resize(static_cast<size_t>(c.n) * c.cout * OH * OW);
+    for (float& v : r) v = uni();
+  }
+  st_conv2d_shape s{c.n, c.cin, c.h, c.w, c.cout, c.k, c.k, c.stride, c.pad, c.act};
+  std::vector<float> out(static_cast<size_t>(c.n) * c.cout * OH * OW);
+  const int cols = c.cin * c.k * c.k;
+
+  // CSR over a random mask.
+  std::vector<float> wt(static_cast<size_t>(c.cout) * cols, 0.f);
+  for (float& v : wt) v = chance(c.sparsity) ? 0.f : uni();
+  std::vector<int32_t> ip{0}, ix;
+  std::vector<float> vals;
+  for (int r0 = 0; r0 < c.cout; ++r0) {
+    for (int j = 0; j < cols; ++j)
+      if (wt[static_cast<size_t>(r0) * cols + j] != 0.f) {
+        ix.push_back(j);
+        vals.push_back(wt[static_cast<size_t>(r0) * cols + j]);
+      }
+    ip.push_back(static_cast<int32_t>(ix.size()));
+  }
+  expect_rc("conv2d_csr", st_conv2d_csr(&s, x.data(), ip.data(), ip.size(), ix.data(), ix.size(), vals.data(),
+                                         vals.size(), c.bias ? b.data() : nullptr, c.res ? r.data() : nullptr,
+                                         out.data()), ST_OK);
+  compare("conv2d_csr", isa, c, out, ref_conv(c, false, x, wt, b, r, OH, OW));
+
+  // BSR4x1 over a block mask (rows past cout are padding).
+  const int brows = (c.cout + 3) / 4;
+  std::fill(wt.begin(), wt.end(), 0.f);
+  std::vector<int32_t> bp{0}, bx;
+  std::vector<float> bv;
+  for (int br = 0; br < brows; ++br) {
+    for (int j = 0; j < cols; ++j) {
+      if (chance(c.sparsity)) continue;
+      bx.push_back(j);
+      for (int i = 0; i < 4; ++i) {
+        const float v = uni();
+        bv.push_back(4 * br + i < c.cout ? v : 0.f);
+        if (4 * br + i < c.cout) wt[static_cast<size_t>(4 * br + i) * cols + j] = v;
+      }
+    }
+    bp.push_back(static_cast<int32_t>(bx.size()));
+  }
+  expect_rc("conv2d_bsr4x1", st_conv2d_bsr4x1(&s, x.data(), bp.data(), bp.size(), bx.data(), bx.size(), bv.data(),
+                                               bv.size(), c.bias ? b.data() : nullptr, c.res ? r.data() : nullptr,
+                                               out.data()), ST_OK);
+  compare("conv2d_bsr4x1", isa, c, out, ref_conv(c, false, x, wt, b, r, OH, OW));
+}
+
+void run_dw(const std::string& isa, Case c) {
+  c.cout = c.cin;
+  const int OH = (c.h + 2 * c.pad - c.k) / c.stride + 1, OW = (c.w + 2 * c.pad - c.k) / c.stride + 1;
+  std::vector<float> x(static_cast<size_t>(c.n) * c.cin * c.h * c.w), b(c.cin), r;
+  for (float& v : x) v = uni();
+  for (float& v : b) v = uni();
+  if (c.res) {
+    r.resize(static_cast<size_t>(c.n) * c.cin * OH * OW);
+    for (float& v : r) v = uni();
+  }
+  const int kk = c.k * c.k;
+  std::vector<float> wt(static_cast<size_t>(c.cin) * kk);
+  for (float& v : wt) v = chance(c.sparsity) ? 0.f : uni();
+  st_conv2d_shape s{c.n, c.cin, c.h, c.w, c.cin, c.k, c.k, c.stride, c.pad, c.act};
+  std::vector<float> out(static_cast<size_t>(c.n) * c.cin * OH * OW);
+  const std::vector<float> want = ref_conv(c, true, x, wt, b, r, OH, OW);
+  expect_rc("dwconv2d_dense", st_dwconv2d_dense(&s, x.data(), wt.data(), c.bias ? b.data() : nullptr,
+                                                 c.res ? r.data() : nullptr, out.data()), ST_OK);
+  compare("dwconv2d_dense", isa, c, out, want);
+  std::vector<int32_t> ip{0}, ix;
+  std::vector<float> vals;
+  for (int ch = 0; ch < c.cin; ++ch) {
+    for (int t = 0; t < kk; ++t)
+      if (wt[static_cast<size_t>(ch) * kk + t] != 0.f) {
+        ix.push_back(t);
+        vals.push_back(wt[static_cast<size_t>(ch) * kk + t]);
+      }
+    ip.push_back(static_cast<int32_t>(ix.size()));
+  }
+  expect_rc("dwconv2d_csr", st_dwconv2d_csr(&s, x.data(), ip.data(), ip.size(), ix.data(), ix.size(), vals.data(),
+                                             vals.size(), c.bias ? b.data() : nullptr, c.res ? r.data() : nullptr,
+                                             out.data()), ST_OK);
+  compare("dwconv2d_csr", isa, c, out, want);
+}
+
+void run_linear(const std::string& isa, int n, int fin, int fout, double sp, int act) {
+  std::vector<float> x(static_cast<size_t>(n) * fin), b(fout), out(static_cast<size_t>(n) * fout), want(out.size());
+  for (float& v : x) v = uni();
+  for (float& v : b) v = uni();
+  std::vector<int32_t> ip{0}, ix;
+  std::vector<float> vals;
+  for (int o = 0; o < fout; ++o) {
+    for (int i = 0; i < fin; ++i)
+      if (!chance(sp)) {
+        ix.push_back(i);
+        vals.push_back(uni());
+      }
+    ip.push_back(static_cast<int32_t>(ix.size()));
+  }
+  for (int s = 0; s < n; ++s)
+    for (int o = 0; o < fout; ++o) {
+      double acc = b[o];
+      for (int j = ip[o]; j < ip[o + 1]; ++j) acc += static_cast<double>(vals[j]) * x[static_cast<size_t>(s) * fin + ix[j]];
+      want[static_cast<size_t>(s) * fout + o] = act_f(static_cast<float>(acc), act);
+    }
+  expect_rc("linear_csr", st_linear_csr(n, fin, fout, x.data(), ip.data(), ip.size(), ix.data(), ix.size(),
+                                         vals.data(), vals.size(), b.data(), act, out.data()), ST_OK);
+  Case c{n, fin, fout, 1, 1, 1, 1, 0, act, sp, true, false};
+  compare("linear_csr", isa, c, out, want);
+}
+
+void malformed() {
+  // 2 output channels, 1 input channel, 1x1: cols = 1.
+  st_conv2d_shape s{1, 1, 4, 4, 2, 1, 1, 1, 0, 0};
+  float x[16] = {}, out[32], v[2] = {1, 2};
+  int32_t ip_ok[3] = {0, 1, 2}, ix_ok[2] = {0, 0};
+  expect_rc("csr ok", st_conv2d_csr(&s, x, ip_ok, 3, ix_ok, 2, v, 2, nullptr, nullptr, out), ST_OK);
+  int32_t ix_bad[2] = {0, 1};
+  expect_rc("csr index out of range", st_conv2d_csr(&s, x, ip_ok, 3, ix_bad, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  int32_t ix_neg[2] = {0, -5};
+  expect_rc("csr negative index", st_conv2d_csr(&s, x, ip_ok, 3, ix_neg, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  int32_t ip_dec[3] = {0, 2, 1};
+  expect_rc("csr indptr decreasing", st_conv2d_csr(&s, x, ip_dec, 3, ix_ok, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  int32_t ip_end[3] = {0, 1, 5};
+  expect_rc("csr indptr end", st_conv2d_csr(&s, x, ip_end, 3, ix_ok, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  expect_rc("csr indptr length", st_conv2d_csr(&s, x, ip_ok, 2, ix_ok, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  expect_rc("csr values length", st_conv2d_csr(&s, x, ip_ok, 3, ix_ok, 2, v, 1, nullptr, nullptr, out), ST_EINVAL);
+  expect_rc("bsr values length", st_conv2d_bsr4x1(&s, x, ip_ok, 2, ix_ok, 1, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  st_conv2d_shape bad = s;
+  bad.act = 9;
+  expect_rc("bad act", st_conv2d_csr(&bad, x, ip_ok, 3, ix_ok, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  bad = s;
+  bad.kh = bad.kw = 7;
+  expect_rc("kernel larger than input", st_conv2d_csr(&bad, x, ip_ok, 3, ix_ok, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  expect_rc("null shape", st_conv2d_csr(nullptr, x, ip_ok, 3, ix_ok, 2, v, 2, nullptr, nullptr, out), ST_EINVAL);
+  int32_t dwp[2] = {0, 1}, dwi[1] = {9};
+  st_conv2d_shape dws{1, 1, 4, 4, 1, 3, 3, 1, 1, 0};
+  expect_rc("dw tap out of range", st_dwconv2d_csr(&dws, x, dwp, 2, dwi, 1, v, 1, nullptr, nullptr, out), ST_EINVAL);
+  expect_rc("linear index out of range", st_linear_csr(1, 1, 2, x, ip_ok, 3, ix_bad, 2, v, 2, nullptr, 0, out), ST_EINVAL);
+  expect_rc("threads 0", st_set_num_threads(0), ST_EINVAL);
+}
+}  // namespace
+
+int main() {
+  const char* isas[] = {"avx512", "avx2", "neon", "scalar"};
+  int tested = 0;
+  for (const char* isa : isas) {
+    if (!st_isa_available(isa)) {
+      std::printf("skip %s: not available on this CPU/build\n", isa);
+      continue;
+    }
+    if (st_set_isa(isa) != ST_OK || std::string(st_isa()) != isa) {
+      std::printf("FAIL cannot select %s: %s\n", isa, st_last_error());
+      ++g_fail;
+      continue;
+    }
+    ++tested;
+    for (int threads : {1, 2}) {
+      st_set_num_threads(threads);
+      for (int k : {1, 3, 5, 7})
+        for (int stride : {1, 2})
+          for (double sp : {0.0, 0.6, 0.97}) {
+            Case c{1 + (k == 3), 3 + k, 5 + (k % 4), 9 + k, 7 + 2 * stride, k, stride, (k - 1) / 2,
+                   (k + stride) % 3, sp, sp != 0.6, k != 5};
+            run_case(isa, c);
+            if (k > 1) run_dw(isa, c);
+          }
+      run_case(isa, Case{1, 40, 36, 20, 19, 3, 1, 1, 1, 0.5, true, true});  // large enough to split
+      run_dw(isa, Case{2, 24, 24, 30, 30, 5, 1, 2, 2, 0.4, true, true});
+      run_linear(isa, 3, 300, 17, 0.8, 0);
+      run_linear(isa, 1, 5, 3, 0.0, 1);
+    }
+  }
+  malformed();
+  std::printf("%s: %d checks, %d failures, %d ISA variants tested\n", g_fail ? "FAILED" : "OK", g_checks, g_fail, tested);
+  return g_fail || tested == 0 ? 1 : 0;
+}

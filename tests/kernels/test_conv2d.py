@@ -1,0 +1,109 @@
+"""Sparse regular conv (CSR, BSR4x1) against torch's dense conv2d."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import st_deploy.kernels as K
+
+from .conftest import assert_close, conv_ref, sparse_weight
+
+FMTS = ["csr", "bsr4x1"]
+
+
+def run_case(fmt, n, cin, cout, h, w, k, stride, sparsity, act, residual, seed, bias=True,
+             torch_io=False):
+    rng = np.random.default_rng(seed)
+    pad = (k - 1) // 2
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = sparse_weight((cout, cin, k, k), sparsity, rng, block4=fmt == "bsr4x1")
+    b = rng.standard_normal(cout).astype(np.float32) if bias else None
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    res = rng.standard_normal((n, cout, oh, ow)).astype(np.float32) if residual else None
+    layer = K.SparseConv2d.from_dense(wt, b, stride=stride, padding=pad, act=act, fmt=fmt)
+    if torch_io:
+        got = layer(torch.from_numpy(x), None if res is None else torch.from_numpy(res))
+        assert isinstance(got, torch.Tensor)
+        got = got.numpy()
+    else:
+        got = layer(x, res)
+    assert got.shape == (n, cout, oh, ow)
+    assert_close(got, conv_ref(x, wt, b, stride, pad, 1, act, res))
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_kernel_sizes_and_strides(isa, fmt, k, stride):
+    # Odd sizes exercise vector tails and the wide-row padding columns.
+    run_case(fmt, 1, 6, 10, 11, 9, k, stride, 0.7, "relu", False, seed=k * 10 + stride)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("act", ["none", "relu", "relu6"])
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("n", [1, 3])
+def test_epilogues_batch(isa, fmt, act, residual, n):
+    run_case(fmt, n, 8, 7, 13, 5, 3, 1, 0.5, act, residual, seed=n + 7 * residual)
+    run_case(fmt, n, 8, 9, 6, 17, 1, 2, 0.5, act, residual, seed=n + 3, bias=False)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9, 0.99, 0.999])
+def test_sparsity_levels(isa, fmt, sparsity):
+    run_case(fmt, 1, 32, 24, 14, 14, 1, 1, sparsity, "none", True, seed=int(sparsity * 1000))
+    run_case(fmt, 1, 16, 12, 9, 9, 3, 2, sparsity, "relu6", False, seed=5)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+def test_threads(threads, fmt):
+    # Big enough to be split over tasks (rows and wide positions) with 2 threads.
+    run_case(fmt, 2, 48, 40, 30, 29, 3, 1, 0.6, "relu", True, seed=11)
+    run_case(fmt, 1, 96, 70, 28, 28, 1, 1, 0.8, "none", False, seed=12)
+    run_case(fmt, 1, 24, 20, 33, 31, 5, 2, 0.6, "relu6", True, seed=13)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+def test_all_zero_layer_and_empty_rows(isa, fmt):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 8, 8)).astype(np.float32)
+    w = np.zeros((6, 5, 3, 3), np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    got = K.SparseConv2d.from_dense(w, b, padding=1, act="relu", fmt=fmt)(x)
+    assert_close(got, conv_ref(x, w, b, 1, 1, 1, "relu"))
+    w[2, 1, 0, 2] = 1.5  # one live entry, every other row empty
+    w[5, 4, 1, 1] = -2.0
+    got = K.SparseConv2d.from_dense(w, b, padding=1, fmt=fmt)(x)
+    assert_close(got, conv_ref(x, w, b, 1, 1, 1, "none"))
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+def test_one_channel_and_tiny_images(isa, fmt):
+    run_case(fmt, 1, 1, 1, 1, 1, 1, 1, 0.0, "none", True, seed=1)
+    run_case(fmt, 2, 1, 5, 3, 2, 3, 1, 0.3, "relu", False, seed=2)
+    run_case(fmt, 1, 3, 1, 2, 7, 3, 2, 0.3, "none", True, seed=3)
+    run_case(fmt, 1, 2, 3, 7, 7, 7, 2, 0.2, "relu6", False, seed=4)
+
+
+def test_torch_tensors_in_and_out():
+    run_case("csr", 2, 8, 8, 10, 10, 3, 1, 0.8, "relu", True, seed=21, torch_io=True)
+    run_case("bsr4x1", 2, 8, 6, 10, 10, 1, 2, 0.8, "relu", False, seed=22, torch_io=True)
+
+
+def test_cout_not_multiple_of_4_bsr(isa):
+    for cout in (1, 2, 3, 5, 13):
+        run_case("bsr4x1", 1, 7, cout, 9, 10, 3, 1, 0.5, "none", True, seed=cout)
+
+
+def test_functional_api_and_out_argument():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    w = sparse_weight((5, 4, 3, 3), 0.5, rng)
+    ip, ix, v = K.to_csr(w.reshape(5, -1))
+    out = K.aligned_empty((1, 5, 3, 3))
+    got = K.conv2d_csr(x, ip, ix, v, None, None, out_channels=5, kernel_size=3, stride=2,
+                       padding=1, out=out)
+    assert got is out and out.ctypes.data % 64 == 0
+    assert_close(out, conv_ref(x, w, None, 2, 1, 1, "none"))

@@ -1,0 +1,25 @@
+"""The C++ test binary (tests/kernels/native) under ASan+UBSan and as aarch64 NEON under qemu.
+
+Both go through kernels/ci_native_tests.sh; a missing toolchain skips with the script's reason.
+The first run compiles the kernels twice (about a minute); later runs rebuild incrementally.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .conftest import REPO
+
+SCRIPT = REPO / "kernels" / "ci_native_tests.sh"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["asan", "aarch64"])
+def test_native_binary(mode: str) -> None:
+    r = subprocess.run(["sh", str(SCRIPT), mode], capture_output=True, text=True, timeout=900)
+    if r.returncode == 77:
+        pytest.skip(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0, f"{SCRIPT.name} {mode} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    assert "OK:" in r.stdout and "0 failures" in r.stdout, r.stdout

@@ -74,6 +74,20 @@ class Graph:
                 out.setdefault(i, []).append(n)
         return out
 
+    def producers(self) -> dict[str, Node]:
+        """Node writing each tensor (graph inputs have none)."""
+        return {n.name: n for n in self.nodes}
+
+    def replace_uses(self, old: str, new: str) -> None:
+        """Make every reader of tensor `old` (nodes and graph outputs) read `new` instead.
+
+        `new` must be written before every reader of `old` (true when it is `old`'s input or
+        an earlier tensor), so the node order stays topological.
+        """
+        for n in self.nodes:
+            n.inputs = [new if i == old else i for i in n.inputs]
+        self.outputs = [new if o == old else o for o in self.outputs]
+
     def clone(self) -> "Graph":
         return copy.deepcopy(self)
 

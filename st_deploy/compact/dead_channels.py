@@ -1,0 +1,142 @@
+"""Remove channels nobody reads, across every layer that couples them.
+
+Liveness runs backward from the graph outputs: a conv/linear needs input channel c when a
+needed output filter has a nonzero weight on c (after fold_const, constant channels have
+none). Channel-coupled layers keep the same channel set on every side, so a channel goes
+only when it is dead on every side:
+- elementwise layers (act, scale_shift, resize, global pooling) and adds (residual adds,
+  FuseModule sums, branch sums): inputs and output share one set;
+- depthwise convs (groups == in == out): input c and output c share one set;
+- concat: each input shares its slice of the output;
+- grouped convs that are not depthwise (the SuperTickets residual conv, gcd(inp, oup)
+  groups) keep all their channels: removing one would break the group layout, and their
+  zero filters stay as masked zeros for the planner;
+- graph inputs and outputs keep all channels.
+Two validity rules keep a shape source alive, applied only at a fixpoint: a conv with a
+needed output keeps at least one input channel (zero weights), and a resize keeps one
+channel of the tensor it takes its size from. Sets only grow, so the loop terminates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..graph.ir import Graph, Node
+from ..graph.shapes import channel_counts
+
+
+def _kind(n: Node, counts: dict[str, int]) -> str:
+    if n.op == "linear":
+        return "dense"
+    if n.op != "conv2d":
+        return n.op
+    g = n.attrs["groups"]
+    if g == 1:
+        return "dense"
+    if g == counts[n.inputs[0]] == counts[n.name]:
+        return "depthwise"
+    return "grouped"
+
+
+def _couple(need: dict[str, torch.Tensor], names: list[str]) -> bool:
+    s = need[names[0]].clone()
+    for t in names[1:]:
+        s |= need[t]
+    changed = False
+    for t in names:
+        if not torch.equal(need[t], s):
+            need[t] = s.clone()
+            changed = True
+    return changed
+
+
+def _set(need: dict[str, torch.Tensor], name: str, mask: torch.Tensor) -> bool:
+    new = need[name] | mask
+    changed = not torch.equal(new, need[name])
+    need[name] = new
+    return changed
+
+
+def _keep_shape_source(n: Node, kind: str, need: dict[str, torch.Tensor]) -> bool:
+    """Run only at a fixpoint (forcing earlier would keep a channel a later read makes moot)."""
+    src = None
+    if kind == "dense" and need[n.name].any():
+        src = n.inputs[0]  # a conv reading nothing still takes its spatial shape from its input
+    elif n.op == "resize" and len(n.inputs) == 2:
+        src = n.inputs[1]  # the tensor whose size the resize copies
+    if src is None or need[src].any():
+        return False
+    need[src][0] = True
+    return True
+
+
+def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor]) -> bool:
+    x = n.inputs[0]
+    if kind == "dense":
+        w = n.params["weight"]
+        rows = need[n.name]
+        read = (w[rows] != 0).sum(dim=[d for d in range(w.dim()) if d != 1]) > 0
+        return _set(need, x, read)
+    if kind == "grouped":
+        return _set(need, x, torch.ones_like(need[x])) | _set(need, n.name, torch.ones_like(need[n.name]))
+    if n.op == "concat":
+        changed, start = False, 0
+        for i in n.inputs:
+            c = need[i].shape[0]
+            sl = need[n.name][start:start + c]
+            s = sl | need[i]
+            if not torch.equal(s, sl) or not torch.equal(s, need[i]):
+                need[n.name][start:start + c] = s
+                need[i] = s.clone()
+                changed = True
+            start += c
+        return changed
+    if n.op == "add":
+        return _couple(need, [n.name, *n.inputs])
+    return _couple(need, [n.name, x])  # elementwise, pooling, resize, depthwise
+
+
+def _prune_node(n: Node, kind: str, keep: dict[str, torch.Tensor]) -> None:
+    ko = keep[n.name]
+    if n.op in ("conv2d", "linear") and kind != "grouped":
+        ki = keep[n.inputs[0]]
+        for k in ("weight", "mask"):
+            w = n.params[k][ko]
+            n.params[k] = w if kind == "depthwise" else w[:, ki]
+        n.params["bias"] = n.params["bias"][ko]
+        if kind == "depthwise":
+            n.attrs["groups"] = int(ko.numel())
+    elif n.op == "scale_shift":
+        n.params = {k: v[ko] for k, v in n.params.items()}
+
+
+def remove_dead_channels(graph: Graph) -> dict[str, tuple[int, int]]:
+    """Drop unneeded channels in place; return {tensor: (channels before, after)} where it changed."""
+    counts = channel_counts(graph)
+    kinds = {n.name: _kind(n, counts) for n in graph.nodes}
+    need = {t: torch.zeros(c, dtype=torch.bool) for t, c in counts.items()}
+    for t in [*graph.inputs, *graph.outputs]:
+        need[t][:] = True
+    changed = True
+    while changed:
+        changed = False
+        for n in reversed(graph.nodes):
+            changed |= _propagate(n, kinds[n.name], need)
+        if not changed:
+            changed = any([_keep_shape_source(n, kinds[n.name], need) for n in graph.nodes])
+    keep = {t: torch.nonzero(m).flatten() for t, m in need.items()}
+    removed_nodes = set()
+    for n in graph.nodes:
+        if keep[n.name].numel() == 0:
+            removed_nodes.add(n.name)
+            continue
+        if n.op == "concat":
+            n.inputs = [i for i in n.inputs if keep[i].numel() > 0]
+        _prune_node(n, kinds[n.name], keep)
+    graph.nodes = [n for n in graph.nodes if n.name not in removed_nodes]
+    for n in graph.nodes:
+        assert not removed_nodes & set(n.inputs), f"dead_channels: {n.name} reads a removed tensor"
+        if n.op == "concat" and len(n.inputs) == 1:
+            graph.replace_uses(n.name, n.inputs[0])
+    graph.remove_unused()
+    return {t: (counts[t], int(keep[t].numel())) for t in counts if keep[t].numel() != counts[t]}

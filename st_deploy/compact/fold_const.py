@@ -1,0 +1,162 @@
+"""Fold channels that carry a spatially uniform constant into the layers that read them.
+
+Constant analysis: every tensor gets a per-channel vector, NaN where the channel varies
+with the input and the value where it is the same at every position of every input.
+Sources: a conv/linear output filter with all weights zero emits act(bias); a scale_shift
+with scale 0 (an unselected channel, select.py) emits its shift. Constants pass through
+scale_shift, activations, adds (when constant on every input), resizes (nearest and
+bilinear interpolate a constant to itself), concat and global pooling.
+
+Rewrites (all exact):
+- conv2d/linear reading a constant channel c with value v: bias[o] += v * sum(W[o, c]) and
+  W[o, c] = 0 (mask too), when that is uniform over space: padding 0, or v == 0. A kxk conv
+  with zero padding turns a nonzero constant into a map that differs at the borders, so
+  there the channel is left alone (FORMAT.md).
+- add with an input constant on every channel: the input is dropped and its value added to
+  the bias of another input's producer (a conv/linear without activation, or a scale_shift,
+  read by nothing else); failing that the add becomes a shift-only scale_shift. When every
+  input is constant, one input's producer takes the whole sum and the add goes.
+After this pass the constant channels are read by nobody; dead_channels removes them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..graph.ir import Graph, Node
+from ..graph.module import apply_act
+from ..graph.shapes import channel_counts
+
+NAN = float("nan")
+
+
+def _varying(n: int) -> torch.Tensor:
+    return torch.full((n,), NAN, dtype=torch.float64)
+
+
+def _absorb(n: Node, k: torch.Tensor) -> int:
+    """Fold constant input channels into the bias of conv/linear `n`; return channels folded."""
+    w, mask = n.params["weight"], n.params["mask"]
+    g = n.attrs.get("groups", 1)
+    per_in, per_out = w.shape[1], w.shape[0] // g
+    uniform_any = n.op == "linear" or n.attrs["padding"] == 0
+    bias = n.params["bias"].double()
+    folded = 0
+    for c in torch.nonzero(~torch.isnan(k)).flatten().tolist():
+        v = float(k[c])
+        if not (uniform_any or v == 0.0):
+            continue
+        grp, local = divmod(c, per_in)
+        rows = slice(grp * per_out, (grp + 1) * per_out)
+        col = w[rows, local]
+        if not bool((col != 0).any()):
+            continue
+        if v != 0.0:
+            bias[rows] += v * col.double().reshape(col.shape[0], -1).sum(1)
+        w[rows, local] = 0
+        mask[rows, local] = 0
+        folded += 1
+    n.params["bias"] = bias.float()
+    return folded
+
+
+def _conv_out(n: Node) -> torch.Tensor:
+    w = n.params["weight"]
+    zero_rows = (w.reshape(w.shape[0], -1) == 0).all(1)
+    out = _varying(w.shape[0])
+    if zero_rows.any():
+        b = apply_act(n.params["bias"], n.attrs.get("act", "none")).double()
+        out[zero_rows] = b[zero_rows]
+    return out
+
+
+def _fold_into_producer(graph: Graph, name: str, k: torch.Tensor) -> bool:
+    """Add constant k to the tensor `name` at its producer, if that changes no other reader."""
+    prod = graph.producers().get(name)
+    if prod is None or name in graph.outputs or len(graph.consumers().get(name, [])) != 1:
+        return False
+    if prod.op in ("conv2d", "linear") and prod.attrs.get("act", "none") == "none":
+        prod.params["bias"] = (prod.params["bias"].double() + k).float()
+        return True
+    if prod.op == "scale_shift":
+        prod.params["shift"] = (prod.params["shift"].double() + k).float()
+        return True
+    return False
+
+
+def _rewrite_add(graph: Graph, n: Node, const: dict[str, torch.Tensor]) -> bool:
+    full = [i for i in n.inputs if not torch.isnan(const[i]).any()]
+    rest = [i for i in n.inputs if i not in full]
+    if full and not rest and len(n.inputs) > 1:
+        # Every input constant, yet the sum may still be needed as a map (a padded kxk conv
+        # reads it): one input carries the whole constant and the others' layers can go. Best
+        # is an input read elsewhere anyway (a shortcut): a shift on it costs no layer.
+        consumers = graph.consumers()
+        shared = [i for i in full if i in graph.inputs or i in graph.outputs or len(consumers.get(i, [])) > 1]
+        for keep in shared[:1] + [i for i in full if i not in shared]:
+            k = sum(const[i] for i in full if i != keep)
+            if keep in shared:
+                n.op, n.inputs, n.attrs, n.params = "scale_shift", [keep], {}, {"shift": k.float()}
+                return True
+            if _fold_into_producer(graph, keep, k):
+                const[keep] = const[keep] + k
+                n.inputs = [keep]
+                graph.replace_uses(n.name, keep)
+                return True
+        return False
+    if not full or not rest:
+        return False
+    k = sum(const[i] for i in full)
+    n.inputs = rest
+    target = next((i for i in rest if _fold_into_producer(graph, i, k)), None) \
+        if not bool((k == 0).all()) else rest[0]
+    if target is not None:
+        const[target] = const[target] + k  # keep the analysis in step with the changed bias
+        if len(rest) == 1:  # x + 0: the add is the identity; remove_unused drops it
+            graph.replace_uses(n.name, rest[0])
+        return True
+    if len(rest) == 1:
+        n.op, n.attrs, n.params = "scale_shift", {}, {"shift": k.float()}
+    else:  # keep the add of the varying inputs, shift its result
+        pre = Node(f"{n.name}#sum", "add", rest)
+        graph.nodes.insert(graph.nodes.index(n), pre)
+        n.op, n.inputs, n.attrs, n.params = "scale_shift", [pre.name], {}, {"shift": k.float()}
+        const[pre.name] = _varying(k.shape[0])
+    return True
+
+
+def fold_constants(graph: Graph) -> int:
+    """Run the analysis and the rewrites once, in topological order; return the number of changes."""
+    counts = channel_counts(graph)
+    const = {i: _varying(counts[i]) for i in graph.inputs}
+    changes = 0
+    for n in list(graph.nodes):
+        ins = [const[i] for i in n.inputs]
+        if n.op in ("conv2d", "linear"):
+            changes += _absorb(n, ins[0])
+            out = _conv_out(n)
+        elif n.op == "scale_shift":
+            shift = n.params["shift"].double()
+            scale = n.params.get("scale")
+            out = ins[0] + shift if scale is None else ins[0] * scale.double() + shift
+            if scale is not None:
+                out = torch.where(scale == 0, shift, out)
+        elif n.op == "act":
+            out = apply_act(ins[0], n.attrs["kind"])
+        elif n.op == "add":
+            if _rewrite_add(graph, n, const):
+                changes += 1
+                ins = [const[i] for i in n.inputs]
+                if n.op == "scale_shift":
+                    const[n.name] = ins[0] + n.params["shift"].double()
+                    continue
+            out = sum(ins[1:], ins[0])  # NaN (varying) wins: a channel is constant only if constant everywhere
+        elif n.op == "concat":
+            out = torch.cat(ins)
+        elif n.op in ("resize", "global_avg_pool"):
+            out = ins[0]
+        else:
+            raise AssertionError(f"fold_const: no rule for op {n.op}")
+        const[n.name] = out
+    graph.remove_unused()
+    return changes

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from .errors import DeployError, FidelityError  # noqa: E402
 from .ticket import Ticket  # noqa: E402
-from .api import inspect, load_ticket, make_example, pack, save_ticket  # noqa: E402
+from .api import compact, inspect, load_ticket, make_example, pack, save_ticket  # noqa: E402
 
 __all__ = ["__version__", "DeployError", "FidelityError", "Ticket", "load_ticket", "save_ticket",
-           "pack", "inspect", "make_example"]
+           "pack", "inspect", "make_example", "compact"]

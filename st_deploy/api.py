@@ -8,7 +8,7 @@ from typing import Any
 from .load import load_ticket, save_ticket
 from .ticket import Ticket
 
-__all__ = ["load_ticket", "save_ticket", "pack", "inspect", "make_example"]
+__all__ = ["load_ticket", "save_ticket", "pack", "inspect", "make_example", "compact"]
 
 
 def _as_ticket(ticket: Ticket | str | Path, **load_kwargs: Any) -> Ticket:
@@ -31,3 +31,9 @@ def make_example(out: str | Path, seed: int = 0, sparsity: float = 0.9, force: b
     """Write the built-in example ticket (SuperTickets format); returns its X.state_dict path."""
     from .example import make_example as _make
     return _make(out, seed=seed, sparsity=sparsity, force=force)
+
+
+def compact(ticket: Ticket | str | Path, threshold: float = 0.0, seed: int = 0, **load_kwargs: Any):
+    """Exact compaction (see st_deploy.compact): returns Compacted(ticket, graph, report)."""
+    from .compact import compact as _compact
+    return _compact(_as_ticket(ticket, **load_kwargs), threshold=threshold, seed=seed)

@@ -142,6 +142,29 @@ def main(argv: list[str] | None = None) -> None:
 
 
 
+@cli.command("compact")
+@click.argument("ticket", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="compact.pt to write.")
+@click.option("--threshold", default=0.0, show_default=True,
+              help="Also drop channels with |gamma| <= T (T > 0 is approximate; the report says by how much).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@ticket_options
+def compact_cmd(ticket: Path, out: Path, threshold: float, force: bool, as_json: bool, load_kwargs: dict) -> None:
+    """Remove unselected ops and dead channels exactly, fold constants and BN; write compact.pt."""
+    from .api import compact, save_ticket
+    if out.exists() and not force:
+        raise DeployError(f"{out}: exists (pass --force to overwrite)")
+    result = compact(ticket, threshold=threshold, **load_kwargs)
+    save_ticket(result.ticket, out, force=force)
+    if as_json:
+        emit_json({"out": str(out), **result.report})
+        return
+    from .report import print_compact
+    print_compact(result.report)
+    click.echo(f"wrote {out}")
+
+
 def _int_list(value: str, flag: str) -> list[int]:
     try:
         items = [int(v) for v in value.split(",") if v.strip()]

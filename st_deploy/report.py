@@ -56,3 +56,23 @@ def print_inspect(report: dict[str, Any]) -> None:
     ]
     title = f"{report['ticket']} ({report['family']}{', ' + report['variant'] if report.get('variant') else ''}, {report['task']})"
     print_table(title, ["layer", "op", "shape", "sparsity", "unselected", "FLOPs", "nonzero FLOPs"], rows, footer)
+
+
+def print_compact(report: dict[str, Any]) -> None:
+    p, f, e = report["params"], report["flops"], report["error"]
+    rows = [
+        ["params (dense)", f"{p['before']['dense']:,}", f"{p['after']['dense']:,}"],
+        ["params (nonzero)", f"{p['before']['nonzero']:,}", f"{p['after']['nonzero']:,}"],
+        ["GFLOP (dense)", f"{f['before']['dense'] / 1e9:.3f}", f"{f['after']['dense'] / 1e9:.3f}"],
+        ["GFLOP (nonzero)", f"{f['before']['nonzero'] / 1e9:.3f}", f"{f['after']['nonzero'] / 1e9:.3f}"],
+        ["graph nodes", str(report["nodes"]["before"]), str(report["nodes"]["after"])],
+    ]
+    removed = report.get("removed", {})
+    footer = []
+    if removed:
+        footer.append("removed: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in removed.items()))
+    footer.append(f"channels removed: {report['channels']['removed']}")
+    kind = "exact" if report["exact"] else f"approximate (threshold {report['threshold']:g})"
+    footer.append(f"{kind}; measured on a seeded {'x'.join(map(str, e['input_shape']))} input: "
+                  f"max abs error {e['max_abs']:.3g}, {e['max_rel']:.3g} of max|y|")
+    print_table(f"compaction at {'x'.join(map(str, report['input_shape']))}", ["", "before", "after"], rows, footer)

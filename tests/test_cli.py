@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import needs_samples
 
-COMMANDS = ["example", "inspect", "pack"]
+COMMANDS = ["example", "inspect", "pack", "compact", "bench", "rpc-server"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -72,4 +72,22 @@ def test_pack(samples, tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["family"] == "supertickets"
     r = run("pack", str(samples / "seg_mini_supernet.state_dict"), "-o", str(out))
+    assert r.returncode == 2 and "--force" in r.stderr
+
+
+@needs_samples
+def test_compact_command(samples, tmp_path):
+    out = tmp_path / "compact.pt"
+    r = run("compact", str(samples / "cls_mini_supernet.state_dict"), "-o", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["exact"] and report["error"]["max_rel"] <= 1e-5
+    assert report["params"]["after"]["dense"] < report["params"]["before"]["dense"]
+    import torch
+    from st_deploy import load_ticket
+    compacted = load_ticket(out)
+    assert compacted.family == "compact"
+    io = torch.load(samples / "cls_mini_supernet.io.pt", weights_only=True)
+    assert (compacted(io["x"]) - io["y"]).abs().max() <= 1e-5 * io["y"].abs().max()
+    r = run("compact", str(samples / "cls_mini_supernet.state_dict"), "-o", str(out))
     assert r.returncode == 2 and "--force" in r.stderr

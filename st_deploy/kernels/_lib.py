@@ -23,7 +23,9 @@ def library_path() -> Path:
     env = os.environ.get(ENV_LIB)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "_lib" / LIB_NAME
+    from st_deploy.libpath import candidates
+    found = candidates(LIB_NAME)
+    return next((p for p in found if p.is_file()), found[0])
 
 
 @lru_cache(maxsize=1)

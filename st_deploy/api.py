@@ -8,7 +8,7 @@ from typing import Any
 from .load import load_ticket, save_ticket
 from .ticket import Ticket
 
-__all__ = ["load_ticket", "save_ticket", "pack", "inspect", "make_example", "compact"]
+__all__ = ["load_ticket", "save_ticket", "pack", "inspect", "make_example", "compact", "export"]
 
 
 def _as_ticket(ticket: Ticket | str | Path, **load_kwargs: Any) -> Ticket:
@@ -37,3 +37,13 @@ def compact(ticket: Ticket | str | Path, threshold: float = 0.0, seed: int = 0, 
     """Exact compaction (see st_deploy.compact): returns Compacted(ticket, graph, report)."""
     from .compact import compact as _compact
     return _compact(_as_ticket(ticket, **load_kwargs), threshold=threshold, seed=seed)
+
+
+def export(ticket: Ticket | str | Path, target: str = "onnx", out: str | Path | None = None,
+           input_shape: tuple[int, ...] | None = None, format: str = "auto", tolerance: float = 1e-4,
+           force: bool = False, **kwargs: Any) -> Path:
+    """Export a ticket (or a path to one) for `target` into the artifact folder `out`."""
+    from .export import export as _export
+    load_keys = {k: kwargs.pop(k) for k in ("model", "model_kwargs", "task") if k in kwargs}
+    return _export(_as_ticket(ticket, **load_keys), target=target, out=out, input_shape=input_shape,
+                   format=format, tolerance=tolerance, force=force, **kwargs)

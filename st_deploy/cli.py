@@ -165,6 +165,51 @@ def compact_cmd(ticket: Path, out: Path, threshold: float, force: bool, as_json:
     click.echo(f"wrote {out}")
 
 
+@cli.command("export")
+@click.argument("ticket", type=click.Path(path_type=Path))
+@click.option("--target", default="llvm", show_default=True,
+              help="onnx, llvm (this CPU), aarch64, rasp4, cuda, or a TVM target as JSON.")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Artifact folder (default: ./<ticket name>.<target>).")
+@click.option("--input-shape", default=None, metavar="N,C,H,W", help="Default: the ticket task's shape.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "dense", "sparse"]), default="auto", show_default=True,
+              help="Per-layer format: chosen by measured cost (auto), or forced.")
+@click.option("--tolerance", default=1e-4, show_default=True,
+              help="Fail (exit 1, nothing written) above this relative error against the ticket.")
+@click.option("--arch", default=None, help="CUDA architecture for --target cuda (default sm_80).")
+@click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@ticket_options
+def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | None, fmt: str, tolerance: float,
+               arch: str | None, force: bool, as_json: bool, load_kwargs: dict) -> None:
+    """Compact TICKET and export it for TARGET into an artifact folder with a manifest."""
+    from .api import export, load_ticket
+    t = load_ticket(ticket, **load_kwargs)
+    if out is None:
+        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in target)[:40]
+        out = Path(f"{t.name or 'ticket'}.{slug}")
+    extra = {"arch": arch} if arch else {}
+    folder = export(t, target=target, out=out, input_shape=parse_shape(input_shape), format=fmt,
+                    tolerance=tolerance, force=force, **extra)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if as_json:
+        emit_json(manifest)
+        return
+    from .report import print_manifest
+    print_manifest(manifest, folder)
+
+
+@cli.command("tune")
+@click.option("--target", default="llvm", show_default=True, help="Target whose kernels to measure.")
+@click.option("--quick", is_flag=True, help="A few shapes only (seconds, not minutes).")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Cost table to write (default: the per-machine cache the planner reads).")
+def tune_cmd(target: str, quick: bool, out: Path | None) -> None:
+    """Measure the per-layer cost table the planner uses to choose dense, CSR or BSR."""
+    from .plan import tune
+    click.echo(f"wrote {tune(target=target, quick=quick, out=out)}")
+
+
 def _int_list(value: str, flag: str) -> list[int]:
     try:
         items = [int(v) for v in value.split(",") if v.strip()]
@@ -255,7 +300,7 @@ class _progress:
 
 def read_input_shape(folder: Path) -> list[int]:
     from .bench.rpc import read_manifest
-    return list(read_manifest(folder)["inputs"][0]["shape"])
+    return [1 if isinstance(d, str) else int(d) for d in read_manifest(folder)["inputs"][0]["shape"]]
 
 
 @cli.command("rpc-server")

@@ -76,3 +76,25 @@ def print_compact(report: dict[str, Any]) -> None:
     footer.append(f"{kind}; measured on a seeded {'x'.join(map(str, e['input_shape']))} input: "
                   f"max abs error {e['max_abs']:.3g}, {e['max_rel']:.3g} of max|y|")
     print_table(f"compaction at {'x'.join(map(str, report['input_shape']))}", ["", "before", "after"], rows, footer)
+
+
+def print_manifest(manifest: dict[str, Any], folder: Any) -> None:
+    """What an export wrote: per-layer formats, fidelity, files."""
+    plan = manifest.get("plan", {})
+    layers = plan.get("layers", [])
+    rows = []
+    for lp in layers:
+        pred = lp.get("predicted_us", {}).get(lp["format"])
+        rows.append([lp["name"], lp.get("kind", ""), f"{100 * lp.get('sparsity', 0):.1f}%", lp["format"],
+                     "-" if pred is None else f"{pred:.1f}", lp.get("reason", "")[:48]])
+    counts: dict[str, int] = {}
+    for lp in layers:
+        counts[lp["format"]] = counts.get(lp["format"], 0) + 1
+    fid = manifest.get("fidelity", {})
+    footer = [f"target {manifest.get('target')}: " + ", ".join(f"{n} {f}" for f, n in sorted(counts.items()))
+              + (f"; predicted conv time {plan['predicted_total_us'] / 1e3:.2f} ms" if "predicted_total_us" in plan else "")]
+    for k, v in fid.items():
+        if isinstance(v, dict):
+            footer.append(f"fidelity {k}: " + ", ".join(f"{m} {x:.3g}" for m, x in v.items()))
+    footer.append(f"wrote {folder}: " + ", ".join(sorted(manifest.get("files", {}))))
+    print_table("per-layer plan", ["layer", "kind", "sparsity", "format", "pred. us", "reason"], rows, footer)

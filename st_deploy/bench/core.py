@@ -165,6 +165,6 @@ def _artifact_shape(src: BenchSource) -> list[int]:
     manifest = Path(src.artifact) / "manifest.json"
     try:
         data = json.loads(manifest.read_text())
-        return list(data["inputs"][0]["shape"])
+        return [1 if isinstance(d, str) else int(d) for d in data["inputs"][0]["shape"]]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         raise DeployError(f"{manifest}: cannot read the input shape; pass --input-shape") from None

@@ -64,7 +64,7 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
         raise DeployError(f"{artifact}: no model.so; remote benchmarks need a TVM artifact "
                           f"(st-deploy export --target aarch64|rasp4|llvm)")
     manifest = read_manifest(artifact)
-    shape = list(input_shape or manifest["inputs"][0]["shape"])
+    shape = list(input_shape or [1 if isinstance(d, str) else int(d) for d in manifest["inputs"][0]["shape"]])
     session.upload(str(lib))
     rlib = session.load_module("model.so")
     dev = session.cpu()

@@ -1,0 +1,312 @@
+// st.sparse::SparseConv for ONNX Runtime, on the st_kernels C ABI (kernels/include/st_kernels.h).
+//
+// Inputs: X, indptr (int32), indices (int32), values (float), bias (float), residual (optional).
+// Y = act(conv(X) + bias) + residual. Attributes and formats: st_deploy/export/onnx/sparse_ops.py.
+//
+// The weight arrays must be initializers: the kernel copies and validates them once, when the
+// session is created, so a malformed model fails there with a message naming the node instead
+// of reading out of bounds at run time. Compute re-checks only the activation's shape.
+#include "sparse_conv_op.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "st_kernels.h"
+
+namespace st_ort {
+namespace {
+
+int act_code(const std::string& act) {
+  if (act == "none" || act == "swish" || act == "hswish") return ST_ACT_NONE;  // last two applied here
+  if (act == "relu") return ST_ACT_RELU;
+  if (act == "relu6") return ST_ACT_RELU6;
+  return -1;
+}
+
+// Copies constant input `index` of type T, or explains why it cannot.
+template <typename T>
+std::string constant_input(const Ort::ConstKernelInfo& info, size_t index, const char* what,
+                           std::vector<T>* out) {
+  int is_constant = 0;
+  Ort::ConstValue v = info.GetTensorConstantInput(index, &is_constant);
+  if (!is_constant) return std::string(what) + " must be an initializer (constant)";
+  auto ti = v.GetTensorTypeAndShapeInfo();
+  if (ti.GetShape().size() != 1) return std::string(what) + " must be 1-D";
+  const size_t n = ti.GetElementCount();
+  const T* p = v.GetTensorData<T>();
+  out->assign(p, p + n);
+  return "";
+}
+
+}  // namespace
+
+SparseConvKernel::SparseConvKernel(const OrtKernelInfo* raw, int num_threads, Parallel parallel)
+    : num_threads_(num_threads), parallel_(parallel) {
+  Ort::ConstKernelInfo info(raw);
+  name_ = info.GetNodeName();
+  format_ = info.GetAttribute<std::string>("format");
+  activation_ = info.GetAttribute<std::string>("activation");
+  cin_ = static_cast<int32_t>(info.GetAttribute<int64_t>("in_channels"));
+  cout_ = static_cast<int32_t>(info.GetAttribute<int64_t>("out_channels"));
+  group_ = static_cast<int32_t>(info.GetAttribute<int64_t>("group"));
+  auto ks = info.GetAttributes<int64_t>("kernel_shape");
+  auto st = info.GetAttributes<int64_t>("strides");
+  auto pd = info.GetAttributes<int64_t>("pads");
+  if (ks.size() != 2 || ks[0] != ks[1] || st.size() != 2 || st[0] != st[1] || pd.size() != 4 ||
+      pd[0] != pd[1] || pd[0] != pd[2] || pd[0] != pd[3]) {
+    Fail("kernel_shape, strides and pads must be square/symmetric ([k,k], [s,s], [p,p,p,p])");
+  }
+  k_ = static_cast<int32_t>(ks[0]);
+  stride_ = static_cast<int32_t>(st[0]);
+  pad_ = static_cast<int32_t>(pd[0]);
+  act_ = act_code(activation_);
+  if (act_ < 0) Fail("unknown activation '" + activation_ + "'");
+  if (cin_ < 1 || cout_ < 1 || k_ < 1 || stride_ < 1 || pad_ < 0)
+    Fail("in/out channels, kernel and stride must be >= 1 and pads >= 0");
+
+  int32_t rows = cout_, cols = 0, block_rows = 1;
+  if (format_ == "csr" || format_ == "bsr4x1") {
+    if (group_ != 1) Fail("format " + format_ + " needs group = 1");
+    cols = cin_ * k_ * k_;
+    block_rows = format_ == "bsr4x1" ? 4 : 1;
+  } else if (format_ == "dwcsr") {
+    if (group_ != cin_ || cin_ != cout_) Fail("format dwcsr needs group = in_channels = out_channels");
+    cols = k_ * k_;
+  } else {
+    Fail("unknown format '" + format_ + "' (csr, bsr4x1 or dwcsr)");
+  }
+  std::string e;
+  if (!(e = constant_input(info, 1, "indptr", &indptr_)).empty() ||
+      !(e = constant_input(info, 2, "indices", &indices_)).empty() ||
+      !(e = constant_input(info, 3, "values", &values_)).empty() ||
+      !(e = constant_input(info, 4, "bias", &bias_)).empty())
+    Fail(e);
+  if (static_cast<int64_t>(bias_.size()) != cout_)
+    Fail("bias has " + std::to_string(bias_.size()) + " entries, out_channels is " + std::to_string(cout_));
+  if (st_validate_sparse(rows, cols, block_rows, indptr_.data(), static_cast<int64_t>(indptr_.size()),
+                         indices_.data(), static_cast<int64_t>(indices_.size()),
+                         static_cast<int64_t>(values_.size())) != ST_OK)
+    Fail(st_last_error());
+  has_residual_ = info.GetInputCount() > 5;
+  block_ = block_rows;
+  whole_ = MakeParts(1)[0];
+  if (parallel_ == Parallel::kOrt && num_threads_ > 1) parts_ = MakeParts(num_threads_);
+}
+
+// Splits the rows into `nparts` slices of about equal nonzeros. Each slice is a complete,
+// smaller sparse layer (rebased indptr, offset indices/values), so running the slices on
+// different threads needs nothing from st_kernels but its single-threaded entry points.
+std::vector<Part> SparseConvKernel::MakeParts(int nparts) const {
+  std::vector<Part> parts;
+  const int32_t rows = static_cast<int32_t>(indptr_.size()) - 1;
+  const int64_t nnz = indptr_.back();
+  nparts = std::max(1, std::min<int>(nparts, rows));
+  int32_t r0 = 0;
+  for (int p = 0; p < nparts; ++p) {
+    int32_t r1 = rows;
+    if (p + 1 < nparts) {
+      const int64_t target = nnz * (p + 1) / nparts;
+      r1 = r0 + 1;
+      while (r1 < rows - (nparts - p - 1) && indptr_[r1] < target) ++r1;
+    }
+    Part part;
+    part.c0 = r0 * block_;
+    part.c1 = std::min(r1 * block_, cout_);
+    part.nz0 = indptr_[r0];
+    part.indptr.resize(r1 - r0 + 1);
+    for (int32_t r = r0; r <= r1; ++r) part.indptr[r - r0] = indptr_[r] - indptr_[r0];
+    parts.push_back(std::move(part));
+    r0 = r1;
+  }
+  return parts;
+}
+
+int SparseConvKernel::RunPart(const Part& p, int32_t n, const st_conv2d_shape& shape, int64_t ohw, bool linear,
+                              const float* x, const float* res, float* out) const {
+  st_conv2d_shape s = shape;
+  const int64_t hw = static_cast<int64_t>(s.h) * s.w;
+  const int64_t nz = p.indptr.back(), ilen = static_cast<int64_t>(p.indptr.size());
+  const int32_t* idx = indices_.data() + p.nz0;
+  const float* val = values_.data() + p.nz0 * block_;
+  const float* bias = bias_.data() + p.c0;
+  const int32_t pc = p.c1 - p.c0;
+  if (n >= 0) {  // one image: batch offsets folded into the pointers
+    s.n = 1;
+    x += static_cast<int64_t>(n) * cin_ * hw;
+    out += static_cast<int64_t>(n) * cout_ * ohw;
+    if (res) res += static_cast<int64_t>(n) * cout_ * ohw;
+  }
+  // Channel slice [c0, c1) of one image's output is contiguous (NCHW); for a whole batch the
+  // only part is the whole layer (c0 = 0), so the same offsets hold.
+  out += static_cast<int64_t>(p.c0) * ohw;
+  if (res) res += static_cast<int64_t>(p.c0) * ohw;
+  s.cout = pc;
+  if (format_ == "dwcsr") {
+    s.cin = pc;
+    return st_dwconv2d_csr(&s, x + static_cast<int64_t>(p.c0) * hw, p.indptr.data(), ilen, idx, nz, val, nz,
+                           bias, res, out);
+  }
+  if (format_ == "bsr4x1")
+    return st_conv2d_bsr4x1(&s, x, p.indptr.data(), ilen, idx, nz, val, nz * 4, bias, res, out);
+  if (linear) {
+    // st_linear_csr writes [n, out_features] rows: with several parts only one image at a time.
+    const int32_t rows = n >= 0 ? 1 : s.n;
+    int rc = st_linear_csr(rows, cin_, pc, x, p.indptr.data(), ilen, idx, nz, val, nz, bias, act_, out);
+    if (rc == ST_OK && res) {
+      for (int64_t i = 0; i < static_cast<int64_t>(rows) * pc; ++i) out[i] += res[i];
+    }
+    return rc;
+  }
+  return st_conv2d_csr(&s, x, p.indptr.data(), ilen, idx, nz, val, nz, bias, res, out);
+}
+
+void SparseConvKernel::Fail(const std::string& why) const {
+  throw Ort::Exception("SparseConv node '" + name_ + "': " + why, ORT_INVALID_GRAPH);
+}
+
+OrtStatusPtr SparseConvKernel::ComputeV2(OrtKernelContext* raw) {
+  try {
+    Compute(raw);
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_RUNTIME_EXCEPTION, e.what());
+  }
+}
+
+void SparseConvKernel::Compute(OrtKernelContext* raw) {
+  Ort::KernelContext ctx(raw);
+  auto x = ctx.GetInput(0);
+  const std::vector<int64_t> xs = x.GetTensorTypeAndShapeInfo().GetShape();
+  const bool linear = xs.size() == 2;
+  if (!(xs.size() == 4 || (linear && k_ == 1 && format_ != "dwcsr")) || xs[1] != cin_) {
+    std::ostringstream m;
+    m << "input has shape [";
+    for (size_t i = 0; i < xs.size(); ++i) m << (i ? ", " : "") << xs[i];
+    m << "], expected [N, " << cin_ << (linear ? "]" : ", H, W]");
+    Fail(m.str());
+  }
+  st_conv2d_shape s{};
+  s.n = static_cast<int32_t>(xs[0]);
+  s.cin = cin_;
+  s.h = linear ? 1 : static_cast<int32_t>(xs[2]);
+  s.w = linear ? 1 : static_cast<int32_t>(xs[3]);
+  s.cout = cout_;
+  s.kh = s.kw = k_;
+  s.stride = stride_;
+  s.pad = pad_;
+  s.act = act_;
+  const int64_t oh = (static_cast<int64_t>(s.h) + 2 * pad_ - k_) / stride_ + 1;
+  const int64_t ow = (static_cast<int64_t>(s.w) + 2 * pad_ - k_) / stride_ + 1;
+  if (oh < 1 || ow < 1) Fail("input is smaller than the kernel");
+  std::vector<int64_t> ys = linear ? std::vector<int64_t>{xs[0], cout_}
+                                   : std::vector<int64_t>{xs[0], cout_, oh, ow};
+  auto y = ctx.GetOutput(0, ys);
+  float* out = y.GetTensorMutableData<float>();
+  const size_t out_len = y.GetTensorTypeAndShapeInfo().GetElementCount();
+
+  const float* res = nullptr;
+  if (has_residual_) {
+    auto r = ctx.GetInput(5);
+    if (r.GetTensorTypeAndShapeInfo().GetShape() != ys) Fail("residual shape differs from the output shape");
+    res = r.GetTensorData<float>();
+  }
+  // swish / hswish are not kernel epilogues: run with act none, then activate and add here.
+  const bool post = activation_ == "swish" || activation_ == "hswish";
+  const float* kres = post ? nullptr : res;
+  const float* xp = x.GetTensorData<float>();
+  const int64_t ohw = linear ? 1 : oh * ow;
+  // Layers below ~0.3 M multiply-adds take a few microseconds: waking other threads costs more.
+  const double work = static_cast<double>(indptr_.back()) * block_ * ohw * s.n;
+  int rc = ST_OK;
+  if (parallel_ == Parallel::kOrt) {
+    if (st_get_num_threads() != 1) st_set_num_threads(1);
+  } else if (num_threads_ > 0 && st_get_num_threads() != num_threads_) {
+    st_set_num_threads(num_threads_);
+  }
+  if (parts_.size() > 1 && work >= 3e5) {
+    // With a multi-part split the layer is also per image: a channel slice is contiguous only within one image.
+    struct Task {
+      const SparseConvKernel* self;
+      const st_conv2d_shape* s;
+      int64_t ohw;
+      bool linear;
+      const float *x, *res;
+      float* out;
+      std::vector<int> rcs;
+      std::vector<std::string> errs;
+    } task{this, &s, ohw, linear, xp, kres, out, std::vector<int>(parts_.size() * s.n, ST_OK),
+           std::vector<std::string>(parts_.size() * s.n)};
+    auto fn = [](void* data, size_t i) {
+      auto* t = static_cast<Task*>(data);
+      const size_t np = t->self->parts_.size();
+      const int32_t n = static_cast<int32_t>(i / np);
+      t->rcs[i] = t->self->RunPart(t->self->parts_[i % np], n, *t->s, t->ohw, t->linear, t->x, t->res, t->out);
+      if (t->rcs[i] != ST_OK) t->errs[i] = st_last_error();  // the error text is thread-local
+    };
+    ctx.ParallelFor(fn, task.rcs.size(), 0, &task);
+    for (size_t i = 0; i < task.rcs.size(); ++i) {
+      if (task.rcs[i] != ST_OK) Fail("kernel failed: " + task.errs[i]);
+    }
+  } else {
+    rc = RunPart(whole_, -1, s, ohw, linear, xp, kres, out);
+  }
+  if (rc != ST_OK) Fail(std::string("kernel failed: ") + st_last_error());
+  if (post) {
+    const bool hswish = activation_ == "hswish";
+    for (size_t i = 0; i < out_len; ++i) {
+      const float v = out[i];
+      float a = hswish ? v * std::fmin(std::fmax(v + 3.f, 0.f), 6.f) / 6.f : v / (1.f + std::exp(-v));
+      out[i] = res ? a + res[i] : a;
+    }
+  }
+}
+
+// -- the op --------------------------------------------------------------------------------
+OrtStatusPtr SparseConvOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
+  try {
+    *kernel = new SparseConvKernel(info, num_threads_, parallel_);
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return api.CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_INVALID_GRAPH, e.what());
+  }
+}
+
+ONNXTensorElementDataType SparseConvOp::GetInputType(size_t index) const {
+  return index == 1 || index == 2 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+
+OrtCustomOpInputOutputCharacteristic SparseConvOp::GetInputCharacteristic(size_t index) const {
+  return index == 5 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
+
+// Output shape from the input shape and attributes, so ORT plans memory and downstream
+// optimisations see a typed, shaped tensor.
+Ort::Status SparseConvOp::InferOutputShape(Ort::ShapeInferContext& ctx) {
+  auto xs = ctx.GetInputShape(0);
+  const int64_t cout = ctx.GetAttrInt("out_channels");
+  using Dim = Ort::ShapeInferContext::SymbolicInteger;
+  if (xs.size() == 2) return ctx.SetOutputShape(0, {xs[0], Dim(cout)});
+  if (xs.size() != 4) return Ort::Status("SparseConv: input must be 2-D or 4-D", ORT_INVALID_GRAPH);
+  auto ks = ctx.GetAttrInts("kernel_shape");
+  auto st = ctx.GetAttrInts("strides");
+  auto pd = ctx.GetAttrInts("pads");
+  if (ks.size() != 2 || st.size() != 2 || pd.size() != 4 || st[0] < 1 || st[1] < 1)
+    return Ort::Status("SparseConv: bad kernel_shape/strides/pads", ORT_INVALID_GRAPH);
+  Ort::ShapeInferContext::Shape ys{xs[0], Dim(cout), Dim(int64_t{-1}), Dim(int64_t{-1})};
+  for (int d = 0; d < 2; ++d) {
+    // A symbolic H or W gives an unknown (-1) output dim; the exported models fix both.
+    if (xs[2 + d].IsInt() && xs[2 + d].AsInt() >= 0)
+      ys[2 + d] = Dim((xs[2 + d].AsInt() + pd[d] + pd[d + 2] - ks[d]) / st[d] + 1);
+  }
+  return ctx.SetOutputShape(0, ys);
+}
+
+}  // namespace st_ort

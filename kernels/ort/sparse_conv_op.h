@@ -1,0 +1,71 @@
+// st.sparse::SparseConv: the ONNX Runtime op class and its kernel (see sparse_conv_op.cc).
+#pragma once
+#define ORT_API_MANUAL_INIT  // the API table comes from the loading runtime in RegisterCustomOps
+#include <onnxruntime_cxx_api.h>
+
+#include "st_kernels.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace st_ort {
+
+// How a SparseConv spreads over threads (session config "st.sparse.parallel").
+enum class Parallel {
+  kKernels,  // st_kernels' own sleeping pool, st.sparse.num_threads workers
+  kOrt,      // ORT's intra-op pool: output channels split into parts run by KernelContext::ParallelFor
+};
+
+// Output-channel slice of the weight: its own rebased indptr, offsets into indices / values.
+struct Part {
+  int32_t c0 = 0, c1 = 0;  // channels [c0, c1)
+  std::vector<int32_t> indptr;
+  int64_t nz0 = 0;         // first index entry (values start at nz0 * block)
+};
+
+class SparseConvKernel {
+ public:
+  // Reads attributes and the constant weight arrays, validates them; throws Ort::Exception.
+  SparseConvKernel(const OrtKernelInfo* info, int num_threads, Parallel parallel);
+  OrtStatusPtr ComputeV2(OrtKernelContext* context);
+
+ private:
+  void Compute(OrtKernelContext* context);
+  [[noreturn]] void Fail(const std::string& why) const;
+  std::vector<Part> MakeParts(int nparts) const;
+  // Runs one part for image n (n < 0: the whole batch); returns the st_kernels status.
+  int RunPart(const Part& p, int32_t n, const st_conv2d_shape& s, int64_t ohw, bool linear, const float* x,
+              const float* res, float* out) const;
+
+  std::string name_, format_, activation_;
+  int32_t cin_ = 0, cout_ = 0, group_ = 1, k_ = 1, stride_ = 1, pad_ = 0, act_ = 0;
+  int num_threads_;  // 0: leave st_kernels' own setting
+  Parallel parallel_;
+  int32_t block_ = 1;     // rows per indptr entry: 4 for bsr4x1
+  bool has_residual_ = false;
+  Part whole_;               // the layer as one part
+  std::vector<Part> parts_;  // kOrt with several threads: the slices ParallelFor runs
+  std::vector<int32_t> indptr_, indices_;
+  std::vector<float> values_, bias_;
+};
+
+// One instance per registration (per session options), carrying that session's thread count.
+struct SparseConvOp : Ort::CustomOpBase<SparseConvOp, SparseConvKernel, /*WithStatus=*/true> {
+  SparseConvOp(int num_threads, Parallel parallel) : num_threads_(num_threads), parallel_(parallel) {}
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+  const char* GetName() const { return "SparseConv"; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 6; }
+  ONNXTensorElementDataType GetInputType(size_t index) const;
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const;
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  static Ort::Status InferOutputShape(Ort::ShapeInferContext& ctx);
+
+ private:
+  int num_threads_;
+  Parallel parallel_;
+};
+
+}  // namespace st_ort

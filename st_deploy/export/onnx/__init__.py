@@ -1,0 +1,102 @@
+"""export/onnx: a Graph -> model.dense.onnx, model.sparse.onnx and manifest.json.
+
+Needs a Graph (compacted; conv/linear nodes with their remaining masks) and a torch callable
+computing the ticket's output. Promises both models pass the ONNX checker, run in onnxruntime
+(the sparse one with st_deploy.ort_session) and match the reference within `tolerance` relative
+error on a seeded input, or else a FidelityError and nothing written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+
+from ...errors import DeployError, FidelityError
+from ...graph.ir import Graph
+from ...load.atomic import atomic_dir
+from ...plan import Plan, plan as make_plan
+from ...graph.shapes import infer_shapes
+from .dense import OPSET, dense_model
+from .fidelity import FIDELITY_SEED, compare, reference_outputs, run_onnx, seeded_input
+from .sparse_ops import DOMAIN, DOMAIN_VERSION, sparse_model
+
+MANIFEST_VERSION = 1
+DENSE_FILE, SPARSE_FILE, MANIFEST_FILE = "model.dense.onnx", "model.sparse.onnx", "manifest.json"
+
+
+def _check(model: onnx.ModelProto, what: str, full: bool) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=full)
+    except onnx.checker.ValidationError as e:
+        raise AssertionError(f"{what} fails the ONNX checker: {str(e).splitlines()[0]}") from None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, input_shape: tuple[int, ...],
+                format: str = "auto", tolerance: float = 1e-4, force: bool = False,
+                source: dict[str, str] | None = None, target: str = "llvm", cost_table: Any = None) -> Path:
+    out = Path(out)
+    if not tolerance > 0:
+        raise DeployError(f"tolerance must be > 0, got {tolerance}")
+    shapes = infer_shapes(graph, input_shape)
+    the_plan: Plan = make_plan(graph, target=target, format=format, cost_table=cost_table, shapes=shapes)
+    doc = f"st-deploy export of {(source or {}).get('name') or 'a graph'}"
+    dense = dense_model(graph, shapes, doc)
+    _check(dense, DENSE_FILE, full=True)
+    sparse = sparse_model(graph, shapes, the_plan, doc)
+    # The custom domain has no registered schema, so only the structural check applies.
+    _check(sparse, SPARSE_FILE, full=False)
+
+    x = seeded_input(tuple(input_shape))
+    ref = reference_outputs(reference, x)
+    with atomic_dir(out, force=force) as tmp:
+        files = {DENSE_FILE: dense.SerializeToString(), SPARSE_FILE: sparse.SerializeToString()}
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        fidelity = {}
+        for name in files:
+            fidelity[name] = compare(ref, run_onnx(tmp / name, x))
+        bad = {k: v for k, v in fidelity.items() if not v["rel"] <= tolerance}
+        if bad:
+            detail = ", ".join(f"{k}: rel {v['rel']:.3g} (max abs {v['max_abs']:.3g})" for k, v in bad.items())
+            raise FidelityError(f"{out}: exported model differs from the ticket beyond tolerance {tolerance:g}: "
+                                f"{detail}; nothing written")
+        manifest = _manifest(graph, shapes, the_plan, source or {}, fidelity, tolerance, input_shape,
+                             {k: _sha256(v) for k, v in files.items()})
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    return out
+
+
+def _manifest(graph: Graph, shapes: dict, the_plan: Plan, source: dict[str, str], fidelity: dict,
+              tolerance: float, input_shape: tuple[int, ...], digests: dict[str, str]) -> dict[str, Any]:
+    import onnxruntime
+
+    from ... import __version__
+
+    def io(names: list[str]) -> list[dict[str, Any]]:
+        return [{"name": n, "shape": ["N", *shapes[n][1:]], "dtype": "float32"} for n in names]
+
+    return {
+        "format_version": MANIFEST_VERSION,
+        "target": "onnx",
+        "source": {"name": source.get("name", ""), "path": source.get("path", ""),
+                   "sha256": source.get("sha256", "")},
+        "inputs": io(graph.inputs),
+        "outputs": io(graph.outputs),
+        "files": {name: {"sha256": d} for name, d in digests.items()},
+        "opsets": {"ai.onnx": OPSET, DOMAIN: DOMAIN_VERSION},
+        "custom_op_library": "st_deploy.ort_library_path() (register before loading model.sparse.onnx)",
+        "plan": the_plan.to_dict(),
+        "fidelity": {"input": f"torch.randn{tuple(input_shape)} seed {FIDELITY_SEED}", "tolerance": tolerance,
+                     **{k: {m: float(f"{v:.3g}") for m, v in d.items()} for k, d in fidelity.items()}},
+        "versions": {"st_deploy": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                     "python": platform.python_version()},
+    }

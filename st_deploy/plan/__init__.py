@@ -1,0 +1,165 @@
+"""plan: a storage format per conv/linear layer (dense, csr or bsr4x1), chosen by predicted time.
+
+Needs a Graph (conv2d/linear nodes carrying `mask` where unstructured sparsity remains) and the
+input shape. Promises one LayerPlan per conv2d/linear node saying which path it takes and why;
+nothing falls back silently: a layer no sparse kernel supports is planned dense with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import DeployError
+from ..graph.ir import Graph, Node
+from .cost import CostTable, default_table, load_table
+from .formats import block_fill, live_mask, sparsity_of
+from ..graph.shapes import infer_shapes
+
+__all__ = ["LayerPlan", "Plan", "plan", "tune", "layer_kind"]
+
+MODES = ("auto", "dense", "sparse")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    name: str
+    op: str                      # conv2d | linear
+    kind: str                    # conv1x1 | conv | dw | linear | grouped
+    weight_shape: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    sparsity: float
+    format: str                  # dense | csr | bsr4x1
+    predicted_us: dict[str, float]  # every format the table could price for this layer
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["predicted_us"] = {k: round(v, 3) for k, v in self.predicted_us.items()}
+        return d
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    mode: str
+    cost_table: str
+    layers: list[LayerPlan] = field(default_factory=list)
+
+    def format_of(self, name: str) -> str:
+        for lp in self.layers:
+            if lp.name == name:
+                return lp.format
+        raise KeyError(name)
+
+    def predicted_total_us(self) -> float:
+        return sum(lp.predicted_us.get(lp.format, 0.0) for lp in self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "mode": self.mode, "cost_table": self.cost_table,
+                "predicted_total_us": round(self.predicted_total_us(), 3),
+                "layers": [lp.to_dict() for lp in self.layers]}
+
+
+def layer_kind(n: Node) -> str:
+    w = n.params["weight"]
+    if n.op == "linear":
+        return "linear"
+    g = n.attrs["groups"]
+    if g == 1:
+        return "conv1x1" if w.shape[2] == 1 else "conv"
+    if w.shape[1] == 1 and g == w.shape[0]:
+        return "dw"
+    return "grouped"
+
+
+def sparse_formats(kind: str) -> tuple[str, ...]:
+    """The sparse formats st_kernels runs for a layer kind (st_kernels.h)."""
+    if kind in ("conv1x1", "conv", "linear"):
+        return ("csr", "bsr4x1")
+    if kind == "dw":
+        return ("csr",)
+    return ()
+
+
+def _work(n: Node, fmt: str, out_pixels: int, dense_macs: float) -> float:
+    if fmt == "dense":
+        return dense_macs
+    live = int(live_mask(n.params["weight"], n.params.get("mask")).sum())
+    if fmt == "bsr4x1":
+        live = round(live / block_fill(n.params["weight"], n.params.get("mask")))
+    return float(live * out_pixels)
+
+
+def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: CostTable | str | Path | None = None,
+         input_shape: tuple[int, ...] | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> Plan:
+    """A format per conv/linear layer of `graph` at `input_shape` (batch 1 assumed by the table).
+
+    format: "auto" picks the fastest predicted format; "dense" keeps every layer dense; "sparse"
+    takes the fastest sparse format for every layer a sparse kernel supports.
+    """
+    if format not in MODES:
+        raise DeployError(f"format {format!r}: choose one of {', '.join(MODES)}")
+    if shapes is None:
+        if input_shape is None:
+            raise DeployError("plan needs the input shape (N, C, H, W)")
+        shapes = infer_shapes(graph, input_shape)
+    table = (cost_table if isinstance(cost_table, CostTable)
+             else load_table(cost_table) if cost_table is not None else default_table(target))
+    layers = []
+    for n in graph.nodes:
+        if n.op not in ("conv2d", "linear"):
+            continue
+        kind = layer_kind(n)
+        w = n.params["weight"]
+        out_shape = shapes[n.name]
+        out_pixels = out_shape[2] * out_shape[3] if n.op == "conv2d" else 1
+        dense_macs = float(w.numel() * out_pixels)
+        sp = sparsity_of(w, n.params.get("mask"))
+        options = ("dense",) + sparse_formats(kind)
+        pred: dict[str, float] = {}
+        for fmt in options:
+            t = table.predict(kind if kind != "grouped" else "conv", fmt, dense_macs, sp,
+                              _work(n, fmt, out_pixels, dense_macs))
+            if t is not None:
+                pred[fmt] = t
+        fmt, reason = _choose(format, kind, options, pred, table.source)
+        layers.append(LayerPlan(n.name, n.op, kind, tuple(w.shape), tuple(shapes[n.inputs[0]]), tuple(out_shape),
+                                round(sp, 4), fmt, pred, reason))
+    return Plan(target, format, table.source, layers)
+
+
+def _choose(mode: str, kind: str, options: tuple[str, ...], pred: dict[str, float], source: str) -> tuple[str, str]:
+    sparse = [f for f in options if f != "dense"]
+    if mode == "dense":
+        return "dense", "format=dense"
+    if not sparse:
+        return "dense", f"no sparse kernel for {kind} layers"
+    if mode == "sparse":
+        priced = [f for f in sparse if f in pred]
+        best = min(priced, key=pred.__getitem__) if priced else sparse[0]
+        return best, "format=sparse" + ("" if priced else " (no cost data: first sparse format)")
+    priced = [f for f in options if f in pred]
+    if "dense" not in priced:
+        kind_ = "conv" if kind == "grouped" else kind
+        raise DeployError(f"cost table {source} has no dense {kind_} measurements; tune with {kind_} shapes "
+                          f"or pass format='dense'/'sparse'")
+    best = min(priced, key=pred.__getitem__)
+    unpriced = [f for f in sparse if f not in pred]
+    note = f" ({', '.join(unpriced)} not in the cost table)" if unpriced else ""
+    return best, f"fastest predicted{note}"
+
+
+def tune(target: str = "llvm", shapes: Iterable[dict[str, Any]] | None = None, quick: bool = False,
+         out: str | Path | None = None) -> Path:
+    """Measure dense and sparse layer times at `shapes` and write the cost table; returns its path.
+
+    shapes: dicts {kind: conv1x1 | conv | dw | linear, cin, cout, k, stride, hw} (default: the
+    representative set in plan/tune.py; quick: a subset and fewer sparsities). out: where to write
+    (default: this machine's cache file under ~/.cache/st-deploy/, which plan() then prefers over
+    the shipped table). Only target "llvm" (this CPU) can be measured.
+    """
+    from .tune import run_tune
+    return run_tune(target, shapes, quick, out)

@@ -11,8 +11,9 @@ report's measured error says by how much they differ on a seeded input).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -68,10 +69,36 @@ def measure_error(reference: torch.nn.Module, candidate: torch.nn.Module, shape:
             "max_rel": max_abs / scale if scale > 0 else max_abs, "max_abs_reference": scale}
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops single-threaded, restoring the thread count after.
+
+    Compaction is thousands of small and medium tensor ops (and a forward pass on a 64x64
+    input): intra-op threads gain little there, and on a busy machine every parallel region
+    waits for a descheduled worker, which made compact() 10-30x slower. The results do not
+    depend on it (the passes' arithmetic is elementwise or exact; the error check's
+    convolutions may round differently in the last bits).
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def compact(ticket: Ticket, threshold: float = 0.0, seed: int = 0) -> Compacted:
     """Compact `ticket`; threshold > 0 also drops channels with 0 < |gamma| <= threshold (approximate)."""
     if not isinstance(threshold, (int, float)) or not threshold >= 0:
         raise DeployError(f"compact: threshold must be a number >= 0, got {threshold!r}")
+    with _one_thread():
+        return _compact(ticket, float(threshold), seed)
+
+
+def _compact(ticket: Ticket, threshold: float, seed: int) -> Compacted:
     before = lower(ticket)
     after, log = run_passes(before, float(threshold))
     try:

@@ -70,13 +70,35 @@ def _keep_shape_source(n: Node, kind: str, need: dict[str, torch.Tensor]) -> boo
     return True
 
 
-def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor]) -> bool:
+class _DenseReads:
+    """Input channels a dense layer reads from a set of its outputs, cached per layer.
+
+    nz[o, c] (any nonzero weight of filter o on input channel c) is computed once; a layer
+    whose needed outputs did not change since its last visit reads nothing new (sets only
+    grow), so it is skipped.
+    """
+
+    def __init__(self) -> None:
+        self.nz: dict[str, torch.Tensor] = {}
+        self.seen: dict[str, torch.Tensor] = {}
+
+    def propagate(self, n: Node, need: dict[str, torch.Tensor]) -> bool:
+        rows = need[n.name]
+        last = self.seen.get(n.name)
+        if last is not None and torch.equal(last, rows):
+            return False
+        self.seen[n.name] = rows.clone()
+        nz = self.nz.get(n.name)
+        if nz is None:
+            w = n.params["weight"]
+            nz = self.nz[n.name] = w.reshape(w.shape[0], w.shape[1], -1).any(2)
+        return _set(need, n.inputs[0], nz[rows].any(0))
+
+
+def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor], dense: _DenseReads) -> bool:
     x = n.inputs[0]
     if kind == "dense":
-        w = n.params["weight"]
-        rows = need[n.name]
-        read = (w[rows] != 0).sum(dim=[d for d in range(w.dim()) if d != 1]) > 0
-        return _set(need, x, read)
+        return dense.propagate(n, need)
     if kind == "grouped":
         return _set(need, x, torch.ones_like(need[x])) | _set(need, n.name, torch.ones_like(need[n.name]))
     if n.op == "concat":
@@ -96,18 +118,27 @@ def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor]) -> bool:
     return _couple(need, [n.name, x])  # elementwise, pooling, resize, depthwise
 
 
+def _take(v: torch.Tensor, dim: int, idx: torch.Tensor) -> torch.Tensor:
+    """v indexed by idx (sorted, distinct: from nonzero) along dim 0 or 1; v itself where idx
+    keeps everything and indexing would only copy it (params are never edited in place, so
+    sharing them is safe)."""
+    if idx.numel() == v.shape[dim] and v.is_contiguous():
+        return v
+    return v[idx] if dim == 0 else v[:, idx]
+
+
 def _prune_node(n: Node, kind: str, keep: dict[str, torch.Tensor]) -> None:
     ko = keep[n.name]
     if n.op in ("conv2d", "linear") and kind != "grouped":
         ki = keep[n.inputs[0]]
         for k in ("weight", "mask"):
-            w = n.params[k][ko]
-            n.params[k] = w if kind == "depthwise" else w[:, ki]
-        n.params["bias"] = n.params["bias"][ko]
+            w = _take(n.params[k], 0, ko)
+            n.params[k] = w if kind == "depthwise" else _take(w, 1, ki)
+        n.params["bias"] = _take(n.params["bias"], 0, ko)
         if kind == "depthwise":
             n.attrs["groups"] = int(ko.numel())
     elif n.op == "scale_shift":
-        n.params = {k: v[ko] for k, v in n.params.items()}
+        n.params = {k: _take(v, 0, ko) for k, v in n.params.items()}
 
 
 def remove_dead_channels(graph: Graph) -> dict[str, tuple[int, int]]:
@@ -118,10 +149,11 @@ def remove_dead_channels(graph: Graph) -> dict[str, tuple[int, int]]:
     for t in [*graph.inputs, *graph.outputs]:
         need[t][:] = True
     changed = True
+    dense = _DenseReads()
     while changed:
         changed = False
         for n in reversed(graph.nodes):
-            changed |= _propagate(n, kinds[n.name], need)
+            changed |= _propagate(n, kinds[n.name], need, dense)
         if not changed:
             changed = any([_keep_shape_source(n, kinds[n.name], need) for n in graph.nodes])
     keep = {t: torch.nonzero(m).flatten() for t, m in need.items()}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..graph.ir import Graph, Node
+from .uses import Uses
 
 
 def _scale_layer(layer: Node, scale: torch.Tensor | None, shift: torch.Tensor | None) -> None:
@@ -30,7 +31,9 @@ def _scale_layer(layer: Node, scale: torch.Tensor | None, shift: torch.Tensor | 
         b = b * s
         dead = scale == 0
         if dead.any():
-            layer.params["mask"][dead] = 0
+            mask = layer.params["mask"].clone()  # params are shared with the pass's input: no in-place edits
+            mask[dead] = 0
+            layer.params["mask"] = mask
     if shift is not None:
         b = b + shift.double()
     layer.params["bias"] = b.float()
@@ -50,6 +53,8 @@ def _private(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> bool:
 
 
 def _fold_once(graph: Graph) -> bool:
+    """Apply the first rule that fires in node order, rescanning the graph (used only while
+    the graph still has dead nodes; fold_batch_norms does the rest in one sweep)."""
     consumers = graph.consumers()
     prods = graph.producers()
     for n in graph.nodes:
@@ -93,10 +98,94 @@ def _fold_once(graph: Graph) -> bool:
     return False
 
 
+def _has_dead_nodes(graph: Graph) -> bool:
+    live = set(graph.outputs)
+    for n in reversed(graph.nodes):
+        if n.name not in live:
+            return True
+        live.update(n.inputs)
+    return False
+
+
+def _fold_at(graph: Graph, uses: Uses, n: Node) -> str | None:
+    """_fold_once's rules at node n, with the maps kept by `uses`.
+
+    Returns "merged" (an add took in an add input; n stays and may fire again), "folded"
+    (n went into its producer and is gone) or None.
+    """
+    prods = uses.producer
+    if n.op == "add":
+        for k, i in enumerate(n.inputs):
+            q = prods.get(i)
+            if q is not None and q.op == "add" and uses.private(i):
+                uses.set_inputs(n, [*n.inputs[:k], *q.inputs, *n.inputs[k + 1:]])
+                uses.drop_node(q)  # q is now unread: remove_unused would drop exactly it
+                return "merged"
+        return None
+    x = n.inputs[0]
+    p = prods.get(x)
+    if p is None or not uses.private(x):
+        return None
+    if n.op == "scale_shift":
+        scale, shift = n.params.get("scale"), n.params["shift"]
+        if p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
+            _scale_layer(p, scale, shift)
+        elif p.op == "add":
+            layers = []
+            for i in p.inputs:
+                q = prods.get(i)
+                ok = q is not None and q.op in ("conv2d", "linear") and q.attrs.get("act", "none") == "none" \
+                    and uses.private(i)
+                layers.append(q if ok else None)
+            if any(q is None for q in layers) or len({q.name for q in layers}) != len(layers):
+                return None
+            for k, q in enumerate(layers):
+                _scale_layer(q, scale, shift if k == 0 else None)
+        elif p.op == "scale_shift":
+            ps, pt = p.params.get("scale"), p.params["shift"].double()
+            s = None if scale is None else scale.double()
+            new_scale = ps.double() * s if ps is not None and s is not None else (s if ps is None else ps.double())
+            p.params = {"shift": (pt * s + shift.double() if s is not None else pt + shift.double()).float()}
+            if new_scale is not None:
+                p.params["scale"] = new_scale.float()
+        else:
+            return None
+    elif n.op == "act" and p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
+        p.attrs["act"] = n.attrs["kind"]
+    else:
+        return None
+    uses.replace_uses(n.name, p.name)
+    uses.drop_node(n)
+    return "folded"
+
+
 def fold_batch_norms(graph: Graph) -> int:
-    """Apply the rules until none fires; return how many fired."""
+    """Apply the rules until none fires; return how many fired.
+
+    The result is that of applying the first rule that fires in node order, then
+    remove_unused, again and again (each rewrite only changes what later nodes see: a fold
+    at n touches n's producer, which only n read, and n's readers, which come after n; an
+    add merge touches n's inputs), so one sweep in node order, staying on a node while it
+    fires, makes the same rewrites in the same order.
+    """
     fired = 0
-    while _fold_once(graph):
+    if _has_dead_nodes(graph):
+        # Dead readers count for the rules until the first rewrite's remove_unused.
+        if not _fold_once(graph):
+            return 0
         fired += 1
         graph.remove_unused()
+    uses = Uses(graph)
+    for n in graph.nodes:
+        if id(n) in uses.dropped:
+            continue
+        while True:
+            r = _fold_at(graph, uses, n)
+            if r is None:
+                break
+            fired += 1
+            if r == "folded":
+                break
+    if uses.dropped:
+        graph.nodes = [n for n in graph.nodes if id(n) not in uses.dropped]
     return fired

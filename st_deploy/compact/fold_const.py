@@ -26,6 +26,7 @@ import torch
 from ..graph.ir import Graph, Node
 from ..graph.module import apply_act
 from ..graph.shapes import channel_counts
+from .uses import Uses
 
 NAN = float("nan")
 
@@ -35,34 +36,56 @@ def _varying(n: int) -> torch.Tensor:
 
 
 def _absorb(n: Node, k: torch.Tensor) -> int:
-    """Fold constant input channels into the bias of conv/linear `n`; return channels folded."""
+    """Fold constant input channels into the bias of conv/linear `n`; return channels folded.
+
+    Params are never edited in place (the pipeline shares them with its input graph): a
+    weight or mask that changes is replaced by a new tensor.
+    """
+    bias = n.params["bias"].double()
+    cand = torch.nonzero(~torch.isnan(k)).flatten()
+    if n.op == "conv2d" and n.attrs["padding"] != 0:
+        cand = cand[k[cand] == 0.0]  # a kxk conv with zero padding: only zeros are uniform
+    if cand.numel() == 0:
+        n.params["bias"] = bias.float()
+        return 0
     w, mask = n.params["weight"], n.params["mask"]
     g = n.attrs.get("groups", 1)
     per_in, per_out = w.shape[1], w.shape[0] // g
-    uniform_any = n.op == "linear" or n.attrs["padding"] == 0
-    bias = n.params["bias"].double()
-    folded = 0
-    for c in torch.nonzero(~torch.isnan(k)).flatten().tolist():
-        v = float(k[c])
-        if not (uniform_any or v == 0.0):
-            continue
-        grp, local = divmod(c, per_in)
-        rows = slice(grp * per_out, (grp + 1) * per_out)
-        col = w[rows, local]
-        if not bool((col != 0).any()):
-            continue
-        if v != 0.0:
-            bias[rows] += v * col.double().reshape(col.shape[0], -1).sum(1)
-        w[rows, local] = 0
-        mask[rows, local] = 0
-        folded += 1
+    grp, local = cand // per_in, cand % per_in
+    # read[o, j]: does output o (of candidate j's group) have a nonzero weight on candidate j?
+    wg = w.reshape(g, per_out, per_in, -1)
+    read = wg[grp, :, local].any(-1)  # [n_cand, per_out]
+    hit = read.any(1)
+    if not bool(hit.any()):
+        n.params["bias"] = bias.float()
+        return 0
+    cand, grp, local = cand[hit], grp[hit], local[hit]
+    vals = k[cand]
+    nz = vals != 0
+    if bool(nz.any()):
+        # bias[rows] += v * sum(W[rows, c]), one channel after another (the order of the sums
+        # is kept, so the result is the same to the bit).
+        gs, ls, vs = grp[nz].tolist(), local[nz].tolist(), vals[nz]
+        if wg.shape[-1] == 1:  # 1x1 / linear: the sum over the kernel is the weight itself
+            contrib = vs.view(-1, 1) * wg[grp[nz], :, local[nz]].double().sum(-1)  # (-0.0 sums to +0.0)
+            for j, gi in enumerate(gs):
+                bias[gi * per_out:(gi + 1) * per_out] += contrib[j]
+        else:
+            for gi, li, v in zip(gs, ls, vs.tolist()):
+                col = w[gi * per_out:(gi + 1) * per_out, li]
+                bias[gi * per_out:(gi + 1) * per_out] += v * col.double().reshape(col.shape[0], -1).sum(1)
+    drop = torch.zeros(g, per_in, dtype=torch.bool)
+    drop[grp, local] = True
+    drop = drop.view(g, 1, per_in, *([1] * (w.dim() - 2))).expand(g, per_out, per_in, *w.shape[2:]).reshape(w.shape)
+    n.params["weight"] = w.masked_fill(drop, 0)
+    n.params["mask"] = mask.masked_fill(drop, 0)
     n.params["bias"] = bias.float()
-    return folded
+    return int(cand.numel())
 
 
 def _conv_out(n: Node) -> torch.Tensor:
     w = n.params["weight"]
-    zero_rows = (w.reshape(w.shape[0], -1) == 0).all(1)
+    zero_rows = ~w.reshape(w.shape[0], -1).any(1)
     out = _varying(w.shape[0])
     if zero_rows.any():
         b = apply_act(n.params["bias"], n.attrs.get("act", "none")).double()
@@ -70,10 +93,10 @@ def _conv_out(n: Node) -> torch.Tensor:
     return out
 
 
-def _fold_into_producer(graph: Graph, name: str, k: torch.Tensor) -> bool:
+def _fold_into_producer(graph: Graph, uses: Uses, name: str, k: torch.Tensor) -> bool:
     """Add constant k to the tensor `name` at its producer, if that changes no other reader."""
-    prod = graph.producers().get(name)
-    if prod is None or name in graph.outputs or len(graph.consumers().get(name, [])) != 1:
+    prod = uses.producer.get(name)
+    if prod is None or name in graph.outputs or uses.count(name) != 1:
         return False
     if prod.op in ("conv2d", "linear") and prod.attrs.get("act", "none") == "none":
         prod.params["bias"] = (prod.params["bias"].double() + k).float()
@@ -84,43 +107,46 @@ def _fold_into_producer(graph: Graph, name: str, k: torch.Tensor) -> bool:
     return False
 
 
-def _rewrite_add(graph: Graph, n: Node, const: dict[str, torch.Tensor]) -> bool:
+def _rewrite_add(graph: Graph, uses: Uses, n: Node, const: dict[str, torch.Tensor],
+                 inserts: dict[int, list[Node]]) -> bool:
     full = [i for i in n.inputs if not torch.isnan(const[i]).any()]
     rest = [i for i in n.inputs if i not in full]
     if full and not rest and len(n.inputs) > 1:
         # Every input constant, yet the sum may still be needed as a map (a padded kxk conv
         # reads it): one input carries the whole constant and the others' layers can go. Best
         # is an input read elsewhere anyway (a shortcut): a shift on it costs no layer.
-        consumers = graph.consumers()
-        shared = [i for i in full if i in graph.inputs or i in graph.outputs or len(consumers.get(i, [])) > 1]
+        shared = [i for i in full if i in graph.inputs or i in graph.outputs or uses.count(i) > 1]
         for keep in shared[:1] + [i for i in full if i not in shared]:
             k = sum(const[i] for i in full if i != keep)
             if keep in shared:
-                n.op, n.inputs, n.attrs, n.params = "scale_shift", [keep], {}, {"shift": k.float()}
+                uses.set_inputs(n, [keep])
+                n.op, n.attrs, n.params = "scale_shift", {}, {"shift": k.float()}
                 return True
-            if _fold_into_producer(graph, keep, k):
+            if _fold_into_producer(graph, uses, keep, k):
                 const[keep] = const[keep] + k
-                n.inputs = [keep]
-                graph.replace_uses(n.name, keep)
+                uses.set_inputs(n, [keep])
+                uses.replace_uses(n.name, keep)
                 return True
         return False
     if not full or not rest:
         return False
     k = sum(const[i] for i in full)
-    n.inputs = rest
-    target = next((i for i in rest if _fold_into_producer(graph, i, k)), None) \
+    uses.set_inputs(n, rest)
+    target = next((i for i in rest if _fold_into_producer(graph, uses, i, k)), None) \
         if not bool((k == 0).all()) else rest[0]
     if target is not None:
         const[target] = const[target] + k  # keep the analysis in step with the changed bias
         if len(rest) == 1:  # x + 0: the add is the identity; remove_unused drops it
-            graph.replace_uses(n.name, rest[0])
+            uses.replace_uses(n.name, rest[0])
         return True
     if len(rest) == 1:
         n.op, n.attrs, n.params = "scale_shift", {}, {"shift": k.float()}
     else:  # keep the add of the varying inputs, shift its result
         pre = Node(f"{n.name}#sum", "add", rest)
-        graph.nodes.insert(graph.nodes.index(n), pre)
-        n.op, n.inputs, n.attrs, n.params = "scale_shift", [pre.name], {}, {"shift": k.float()}
+        inserts.setdefault(id(n), []).append(pre)  # goes just before n (fold_constants)
+        uses.add_node(pre)
+        uses.set_inputs(n, [pre.name])
+        n.op, n.attrs, n.params = "scale_shift", {}, {"shift": k.float()}
         const[pre.name] = _varying(k.shape[0])
     return True
 
@@ -130,6 +156,8 @@ def fold_constants(graph: Graph) -> int:
     counts = channel_counts(graph)
     const = {i: _varying(counts[i]) for i in graph.inputs}
     changes = 0
+    uses = Uses(graph)
+    inserts: dict[int, list[Node]] = {}
     for n in list(graph.nodes):
         ins = [const[i] for i in n.inputs]
         if n.op in ("conv2d", "linear"):
@@ -144,7 +172,7 @@ def fold_constants(graph: Graph) -> int:
         elif n.op == "act":
             out = apply_act(ins[0], n.attrs["kind"])
         elif n.op == "add":
-            if _rewrite_add(graph, n, const):
+            if _rewrite_add(graph, uses, n, const, inserts):
                 changes += 1
                 ins = [const[i] for i in n.inputs]
                 if n.op == "scale_shift":
@@ -158,5 +186,7 @@ def fold_constants(graph: Graph) -> int:
         else:
             raise AssertionError(f"fold_const: no rule for op {n.op}")
         const[n.name] = out
+    if inserts:
+        graph.nodes = [m for n in graph.nodes for m in (*inserts.get(id(n), ()), n)]
     graph.remove_unused()
     return changes

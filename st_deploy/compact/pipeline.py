@@ -8,12 +8,13 @@ repeat until the graph stops changing.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-from ..graph.ir import Graph
+from ..graph.ir import Graph, Node
 from .dead_channels import remove_dead_channels
 from .fold_bn import fold_batch_norms
 from .fold_const import fold_constants
@@ -49,6 +50,25 @@ def finalize_masks(graph: Graph) -> None:
             n.params["weight"] = w * mask
 
 
+def _copy_structure(graph: Graph) -> Graph:
+    """A copy whose nodes, lists and dicts are new but whose tensors are shared.
+
+    The passes never edit a tensor in place (they put new tensors in a node's params), so
+    this is as good as a deep copy for them, without copying every weight.
+    """
+    nodes = [Node(n.name, n.op, list(n.inputs), copy.deepcopy(n.attrs), dict(n.params)) for n in graph.nodes]
+    return Graph(nodes, list(graph.inputs), list(graph.outputs))
+
+
+def _unshare(result: Graph, source: Graph) -> None:
+    """Clone the result's tensors that are still the source's, so the two share nothing."""
+    theirs = {id(v) for n in source.nodes for v in n.params.values()}
+    for n in result.nodes:
+        for k, v in n.params.items():
+            if id(v) in theirs:
+                n.params[k] = v.clone()
+
+
 def run_passes(graph: Graph, threshold: float = 0.0,
                after_pass: Callable[[str, Graph], None] | None = None) -> tuple[Graph, PassLog]:
     """Compact `graph` (a copy is changed, the argument is not).
@@ -60,7 +80,7 @@ def run_passes(graph: Graph, threshold: float = 0.0,
         if after_pass is not None:
             after_pass(name, g)
 
-    g = graph.clone()
+    g = _copy_structure(graph)
     log = PassLog(unselected=select_channels(g, threshold))
     done("select")
     before = {}
@@ -81,5 +101,6 @@ def run_passes(graph: Graph, threshold: float = 0.0,
             break
         sig = new
     finalize_masks(g)
+    _unshare(g, graph)
     done("finalize_masks")
     return g, log

@@ -97,6 +97,7 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
         raise DeployError("--repeat must be >= 1 and --warmup >= 0")
     ticket = src.ticket
     shape = list(input_shape or (ticket.default_input_shape if ticket else _artifact_shape(src)))
+    src.input_shape = tuple(shape)
     saved_threads = torch.get_num_threads()
     records: list[Record] = []
     try:

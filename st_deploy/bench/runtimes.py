@@ -33,6 +33,7 @@ class BenchSource:
     ticket: Ticket | None
     artifact: Path | None = None
     target: str = "llvm"
+    input_shape: tuple[int, ...] | None = None  # spatial size the artifacts are exported for
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:
@@ -56,13 +57,16 @@ class BenchSource:
         exported on first use and cached by ticket sha256 + target + format."""
         if self.artifact is not None:
             return self.artifact
-        key = f"{target}-{fmt}"
+        shape = tuple(self.input_shape or self.require_ticket(target).default_input_shape)
+        key = f"{target}-{fmt}-{'x'.join(map(str, shape[1:]))}"
         if key not in self._cache:
             from ..export import export
             slug = "".join(c if c.isalnum() else "_" for c in key)
             out = cache_root() / "artifacts" / f"{self.key()}-{slug}"
             if not (out / "manifest.json").is_file():
-                export(self.require_ticket(target), target=target, out=out, format=fmt, force=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                export(self.require_ticket(target), target=target, out=out, format=fmt, force=True,
+                       input_shape=(1, *shape[1:]))
             self._cache[key] = out
         return self._cache[key]
 

@@ -1,0 +1,60 @@
+"""Every runtime on a shared sample: side by side, with fidelity against the ticket."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from st_deploy import load_ticket
+from st_deploy.bench import BenchSource, bench
+from tests.conftest import needs_samples
+
+pytestmark = needs_samples
+CPU_RUNTIMES = ["torch", "torch-compact", "ort-dense", "ort-sparse"]
+
+
+def test_cpu_runtimes_side_by_side(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("ST_DEPLOY_CACHE", str(tmp_path / "cache"))
+    ticket = load_ticket(samples / "cls_mini_supernet.state_dict")
+    result = bench(BenchSource(ticket=ticket), CPU_RUNTIMES, threads=[1], batches=[1, 2], warmup=1,
+                   repeat=3, baseline="ort-dense", input_shape=(1, 3, 64, 64))
+    recs = {(r["runtime"], r["batch"]): r for r in result["records"]}
+    assert set(recs) == {(rt, b) for rt in CPU_RUNTIMES for b in (1, 2)}
+    for r in recs.values():
+        assert r["n"] == 3 and r["p50_ms"] > 0
+        assert r["fidelity_max_rel"] <= 1e-5, r
+        assert r["baseline"] == "ort-dense" and r["speedup"] > 0
+    assert recs[("ort-dense", 1)]["speedup"] == pytest.approx(1.0)
+    # The export is cached by ticket sha256 + target + format: a second run reuses it.
+    cached = sorted(p.name for p in (tmp_path / "cache" / "artifacts").iterdir())
+    assert len(cached) == 1
+    bench(BenchSource(ticket=ticket), ["ort-sparse"], repeat=1, warmup=0, baseline="ort-sparse",
+          input_shape=(1, 3, 64, 64))
+    assert sorted(p.name for p in (tmp_path / "cache" / "artifacts").iterdir()) == cached
+
+
+def test_bench_command_writes_outputs(samples, tmp_path):
+    env_cache = {"ST_DEPLOY_CACHE": str(tmp_path / "cache")}
+    import os
+    out = tmp_path / "r"
+    r = subprocess.run([sys.executable, "-m", "st_deploy", "bench", str(samples / "seg_mini_supernet.state_dict"),
+                        "--runtime", "torch,ort-sparse", "--baseline", "torch", "--repeat", "3", "--warmup", "1",
+                        "--input-shape", "1,3,64,96", "--json", f"{out}.json", "--csv", f"{out}.csv",
+                        "--plot", f"{out}.png"], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, **env_cache})
+    assert r.returncode == 0, r.stderr
+    data = json.loads(open(f"{out}.json").read())
+    assert [x["runtime"] for x in data["records"]] == ["torch", "ort-sparse"]
+    assert data["machine"]["cores"] >= 1 and "versions" in data["machine"]
+    assert open(f"{out}.csv").readline().startswith("runtime,threads,batch")
+    assert open(f"{out}.png", "rb").read(4) == b"\x89PNG"
+    assert "p50" in r.stdout
+
+
+def test_unknown_runtime(samples):
+    from st_deploy import DeployError
+    with pytest.raises(DeployError, match="unknown runtime"):
+        bench(load_ticket(samples / "cls_mini_supernet.state_dict"), ["tensorrt"])

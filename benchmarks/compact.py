@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from st_deploy.compact import compact
-from st_deploy.load import load_ticket
+from st_deploy.loaders import load_ticket
 
 
 def _latency_ms(module: torch.nn.Module, x: torch.Tensor, iters: int) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 from st_deploy.bench import RUNTIMES, BenchSource, bench, print_results, write_json, write_plot
 from st_deploy.bench.machine import machine_slug
 from st_deploy.example import make_example
-from st_deploy.load import load_ticket
+from st_deploy.loaders import load_ticket
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from st_deploy.export import export  # noqa: E402
-from st_deploy.load import load_ticket  # noqa: E402
+from st_deploy.loaders import load_ticket  # noqa: E402
 from st_deploy.ort import ort_session  # noqa: E402
 
 

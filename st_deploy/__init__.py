@@ -5,7 +5,8 @@ __version__ = "0.1.0"
 from .errors import DeployError, FidelityError  # noqa: E402
 from .ticket import Ticket  # noqa: E402
 from .ort import ort_library_path, ort_session  # noqa: E402
+from .runner import load  # noqa: E402
 from .api import compact, export, inspect, load_ticket, make_example, pack, save_ticket  # noqa: E402
 
 __all__ = ["__version__", "DeployError", "FidelityError", "Ticket", "load_ticket", "save_ticket",
-           "pack", "inspect", "make_example", "compact", "export", "ort_session", "ort_library_path"]
+           "pack", "inspect", "make_example", "compact", "export", "ort_session", "ort_library_path", "load"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .load import load_ticket, save_ticket
+from .loaders import load_ticket, save_ticket
 from .ticket import Ticket
 
 __all__ = ["load_ticket", "save_ticket", "pack", "inspect", "make_example", "compact", "export"]

@@ -188,9 +188,12 @@ def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | N
     if out is None:
         slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in target)[:40]
         out = Path(f"{t.name or 'ticket'}.{slug}")
-    extra = {"arch": arch} if arch else {}
+    if arch:
+        if target != "cuda":
+            raise DeployError("--arch applies to --target cuda only")
+        target = f"cuda --arch {arch}"
     folder = export(t, target=target, out=out, input_shape=parse_shape(input_shape), format=fmt,
-                    tolerance=tolerance, force=force, **extra)
+                    tolerance=tolerance, force=force)
     manifest = json.loads((folder / "manifest.json").read_text())
     if as_json:
         emit_json(manifest)
@@ -249,7 +252,7 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
     runs on the remote board instead.
     """
     from .bench import RUNTIMES, BenchSource, bench, print_results, write_csv, write_json, write_plot
-    from .load import load_ticket
+    from .loaders import load_ticket
     names = list(RUNTIMES) if runtimes == "all" else [r.strip() for r in runtimes.split(",") if r.strip()]
     if ticket.is_dir():
         source = BenchSource(ticket=None, artifact=ticket, target=target)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .errors import DeployError
-from .load.atomic import atomic_dir
+from .loaders.atomic import atomic_dir
 from .models.supertickets import (HighResolutionNet, InvertedResidual, MaskedBatchNorm2d,
                                   MaskedConv2d, supernet_arch)
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..load.atomic import atomic_path
+from ..loaders.atomic import atomic_path
 from ..report import print_table
 
 CSV_COLUMNS = ("runtime", "threads", "batch", "n", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms",

@@ -11,7 +11,7 @@ from ..graph.module import GraphModule
 from ..ticket import Ticket
 
 __all__ = ["export", "graph_of"]
-TARGETS = ("onnx",)
+TARGETS = ("onnx", "llvm", "aarch64", "rasp4", "cuda", "a TVM target dict or JSON")
 
 
 def graph_of(obj: Ticket | Graph | GraphModule) -> tuple[Graph, Callable[[Any], Any], dict[str, str], tuple | None]:
@@ -49,8 +49,6 @@ def export(ticket_or_graph: Ticket | Graph | GraphModule, target: str = "onnx", 
     mode (auto | dense | sparse). Raises FidelityError, writing nothing, when either model's
     relative error against the ticket exceeds `tolerance`.
     """
-    if target not in TARGETS:
-        raise DeployError(f"export target {target!r}: choose one of {', '.join(TARGETS)}")
     if out is None:
         raise DeployError("export needs an output folder (out=...)")
     graph, reference, source, default_shape = graph_of(ticket_or_graph)
@@ -59,6 +57,11 @@ def export(ticket_or_graph: Ticket | Graph | GraphModule, target: str = "onnx", 
         raise DeployError("export of a bare graph needs input_shape=(N, C, H, W)")
     if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise DeployError(f"input_shape {shape}: expected four positive ints (N, C, H, W)")
+    if target != "onnx":
+        # Every other target is a TVM target: friendly name, "cuda --arch sm_XX", dict or JSON.
+        from .tvm import export_tvm
+        return export_tvm(ticket_or_graph, target, out, input_shape=shape, plan=format, tolerance=tolerance,
+                          force=force)
     from .onnx import export_onnx
     return export_onnx(graph, reference, out, shape, format=format, tolerance=tolerance, force=force,
                        source=source, cost_table=cost_table)

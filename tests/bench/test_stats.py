@@ -58,7 +58,7 @@ def test_seeded_input_is_deterministic():
 
 
 def test_torch_bench_and_outputs(tmp_path):
-    from st_deploy.load.masked import from_module
+    from st_deploy.loaders.masked import from_module
     from st_deploy.models.zoo import resnet18_like
     ticket = from_module(resnet18_like(width=8).eval(), "st_deploy.models.zoo:resnet18_like", {"width": 8})
     result = bench(ticket, runtimes=["torch"], threads=[1], batches=[1, 2], warmup=1, repeat=5,

@@ -7,7 +7,7 @@ import torch
 
 from st_deploy.compact import compact, lower
 from st_deploy.graph.ir import Graph
-from st_deploy.load.supertickets import load_supertickets
+from st_deploy.loaders.supertickets import load_supertickets
 from st_deploy.models.supertickets import MaskedConv2d
 
 from compact_builders import assert_close, run_graph

@@ -120,7 +120,7 @@ def _masked_zoo_ticket(tmp_path: Path, name: str, sparsity: float = 0.9):
     statistics, saved as a state_dict and read back through the masked loader, as a user would."""
     from torch.nn.utils import prune
 
-    from st_deploy.load import load_ticket
+    from st_deploy.loaders import load_ticket
     from st_deploy.models.zoo import ZOO
     torch.manual_seed(0)
     model = ZOO[name]()
@@ -154,7 +154,7 @@ def test_shared_supertickets_sample(tmp_path: Path, ort_lib: Path) -> None:
     if not sd.is_file():
         pytest.skip(f"shared sample {sd} absent")
     pytest.importorskip("st_deploy.compact", reason="export of a ticket needs st_deploy.compact")
-    from st_deploy.load import load_ticket
+    from st_deploy.loaders import load_ticket
     ticket = load_ticket(sd)
     out = export(ticket, out=tmp_path / "mini")
     m = json.loads((out / "manifest.json").read_text())

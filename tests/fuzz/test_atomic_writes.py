@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from st_deploy import DeployError, load_ticket, save_ticket
-from st_deploy.load.atomic import atomic_dir
+from st_deploy.loaders.atomic import atomic_dir
 
 
 def _spawn(*args: str) -> subprocess.Popen:
@@ -87,7 +87,7 @@ def test_disk_full(tmp_path):
     """/dev/full fails every write with ENOSPC: a clear error, nothing half-written."""
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
-    from st_deploy.load.atomic import atomic_path
+    from st_deploy.loaders.atomic import atomic_path
     target = tmp_path / "t.pt"
     with pytest.raises(DeployError, match="could not write"):
         with atomic_path(target) as tmp:

@@ -18,7 +18,7 @@ import onnx
 
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
-from ...load.atomic import atomic_dir
+from ...loaders.atomic import atomic_dir
 from ...plan import Plan, plan as make_plan
 from ...graph.shapes import infer_shapes
 from .dense import OPSET, dense_model

@@ -1,0 +1,193 @@
+"""export/tvm: a Graph or Ticket -> DIR/model.so (Relax VM executable) + DIR/manifest.json.
+
+Needs a compacted Graph (conv/linear nodes with their remaining masks) or a Ticket, and a
+target (targets.py). Promises a self-contained model.so (our kernels linked in on CPU targets;
+load it with tvm.runtime.load_module + relax.VirtualMachine, or st_deploy.load) whose outputs
+match the reference within `tolerance` relative error on a seeded input, else FidelityError
+and nothing written. The artifact of a cross target (aarch64, rasp4, cuda) cannot run here:
+its fidelity is measured on a host build of the same Relax module, and the manifest says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ...errors import DeployError, FidelityError
+from ...graph.ir import Graph
+from ...loaders.atomic import atomic_dir
+from ...plan import Plan, layer_kind, plan as make_plan
+from ...plan.formats import sparsity_of
+from ...graph.shapes import infer_shapes
+from ...ticket import Ticket
+from ..onnx.fidelity import FIDELITY_SEED, compare, reference_outputs, seeded_input
+from .build import LIBRARY, check_library, compile_module, export as export_library
+from .relax_graph import to_relax
+from .targets import TargetSpec, resolve_target
+
+__all__ = ["export_tvm", "default_formats", "resolve_target", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+DEFAULT_SPARSE_AT = 0.5  # plan=None: sparse (csr) for masked layers at least this sparse
+
+
+def default_formats(graph: Graph) -> dict[str, str]:
+    """plan=None: csr for every masked conv/linear with sparsity >= 0.5 that a kernel takes, else dense."""
+    from ...plan import sparse_formats
+    out = {}
+    for n in graph.nodes:
+        if n.op in ("conv2d", "linear"):
+            sparse_ok = "csr" in sparse_formats(layer_kind(n)) and "mask" in n.params
+            sp = sparsity_of(n.params["weight"], n.params.get("mask"))
+            out[n.name] = "csr" if sparse_ok and sp >= DEFAULT_SPARSE_AT else "dense"
+    return out
+
+
+def _formats(graph: Graph, plan: Any, shapes: dict) -> tuple[dict[str, str], dict[str, Any]]:
+    """(format per layer, the plan's manifest entry) from plan=None | Plan | mode str | {name: format}."""
+    if plan is None:
+        rule = f"default rule: csr where masked and sparsity >= {DEFAULT_SPARSE_AT}"
+        return default_formats(graph), {"source": rule}
+    if isinstance(plan, str):
+        plan = make_plan(graph, target="llvm", format=plan, shapes=shapes)
+    if isinstance(plan, Plan):
+        return {lp.name: lp.format for lp in plan.layers}, {"source": "st_deploy.plan", **plan.to_dict()}
+    if isinstance(plan, dict):
+        layers = {n.name for n in graph.nodes if n.op in ("conv2d", "linear")}
+        bad = {k: v for k, v in plan.items() if k not in layers or v not in ("dense", "csr", "bsr4x1")}
+        if bad:
+            raise DeployError(f"plan: entries {bad} name no conv/linear layer or no format (dense, csr, bsr4x1)")
+        return {k: plan.get(k, "dense") for k in layers}, {"source": "user dict"}
+    raise DeployError(f"plan must be None, a Plan, 'auto'/'dense'/'sparse' or {{layer: format}}, "
+                      f"not {type(plan).__name__}")
+
+
+def _check_formats(graph: Graph, formats: dict[str, str]) -> None:
+    from ...plan import sparse_formats
+    for n in graph.nodes:
+        f = formats.get(n.name)
+        if f not in (None, "dense") and f not in sparse_formats(layer_kind(n)):
+            raise DeployError(f"plan: layer {n.name} ({layer_kind(n)}) has no {f} kernel; "
+                              f"choose one of dense, {', '.join(sparse_formats(layer_kind(n)))}")
+
+
+def _build(lowered_mod: Any, spec: TargetSpec, folder: Path) -> dict[str, Any]:
+    executable = compile_module(lowered_mod, spec)
+    export_library(executable, spec, folder / LIBRARY)
+    return check_library(folder / LIBRARY, spec)
+
+
+def _run_built(folder: Path, manifest: dict[str, Any], x: Any) -> list[Any]:
+    from ...runner import TVMRunner
+    runner = TVMRunner(folder, manifest, threads=1)
+    y = runner.run(x)
+    return y if isinstance(y, list) else [y]
+
+
+def export_tvm(graph_or_ticket: Graph | Ticket, target: Any, out: str | Path,
+               input_shape: tuple[int, ...] | None = None, plan: Any = None, tolerance: float = 1e-4,
+               force: bool = False) -> Path:
+    """Export for TVM `target` into folder `out` (atomically); returns `out`.
+
+    plan: None (default rule, see default_formats), a st_deploy.plan.Plan, a planner mode
+    ("auto", "dense", "sparse") or {layer name: "dense" | "csr" | "bsr4x1"}.
+    """
+    from .. import graph_of
+    out = Path(out)
+    if not tolerance > 0:
+        raise DeployError(f"tolerance must be > 0, got {tolerance}")
+    spec = resolve_target(target)
+    graph, reference, source, default_shape = graph_of(graph_or_ticket)
+    shape = tuple(input_shape) if input_shape is not None else default_shape
+    if shape is None:
+        raise DeployError("export of a bare graph needs input_shape=(N, C, H, W)")
+    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise DeployError(f"input_shape {shape}: expected four positive ints (N, C, H, W)")
+    shapes = infer_shapes(graph, shape)
+    formats, plan_entry = _formats(graph, plan, shapes)
+    _check_formats(graph, formats)
+    lowered = to_relax(graph, shapes, formats, kernels=spec.kernels)
+    x = seeded_input(shape)
+    ref = reference_outputs(reference, x)
+
+    with atomic_dir(out, force=force) as tmp:
+        elf = _build(lowered.mod, spec, tmp)
+        manifest = _manifest(graph, shapes, spec, source, formats, plan_entry, lowered.layers, elf)
+        if spec.host_runnable:
+            got, how = _run_built(tmp, manifest, x), "this artifact, on this machine"
+        else:
+            got, how = _host_proxy(graph, shapes, formats, spec.kernels, x), (
+                f"a host ({resolve_target('llvm').arch}) build of the same Relax lowering; the {spec.name} "
+                f"artifact itself was not run")
+        fid = compare(ref, got)
+        if not fid["rel"] <= tolerance:
+            raise FidelityError(f"{out}: TVM artifact for {spec.name} differs from the reference beyond tolerance "
+                                f"{tolerance:g}: rel {fid['rel']:.3g} (max abs {fid['max_abs']:.3g}); nothing written")
+        manifest["fidelity"] = {"input": f"torch.randn{tuple(shape)} seed {FIDELITY_SEED}", "measured_on": how,
+                                "tolerance": tolerance, **{k: float(f"{v:.3g}") for k, v in fid.items()}}
+        manifest["files"] = {LIBRARY: {"sha256": hashlib.sha256((tmp / LIBRARY).read_bytes()).hexdigest()}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        # atomic_dir's temporary folder is private (mkdtemp: 0700); an artifact is meant to be shared.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+    return out
+
+
+def _host_proxy(graph: Graph, shapes: dict, formats: dict[str, str], kernels: bool, x: Any) -> list[Any]:
+    """Outputs of a host build of the same lowering (kernels or Relax ops alike): the check a
+    cross-compiled artifact can get here."""
+    host = resolve_target("llvm")
+    lowered = to_relax(graph, shapes, formats, kernels=kernels)
+    with tempfile.TemporaryDirectory(prefix="st-tvm-proxy-") as d:
+        folder = Path(d)
+        _build(lowered.mod, host, folder)
+        manifest = {"format_version": FORMAT_VERSION, "library": LIBRARY,
+                    "target": {"arch": host.arch, "name": host.name, "kernels": kernels, "tvm": host.tvm},
+                    "inputs": [{"shape": list(shapes[graph.inputs[0]])}]}
+        return _run_built(folder, manifest, x)
+
+
+def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, source: dict[str, str], formats: dict[str, str],
+              plan_entry: dict[str, Any], layers: dict[str, dict[str, Any]], elf: dict[str, Any]) -> dict[str, Any]:
+    import tvm
+    import tvm_ffi
+
+    from ... import __version__
+
+    def io(names: list[str]) -> list[dict[str, Any]]:
+        return [{"name": n, "shape": list(shapes[n]), "dtype": "float32"} for n in names]
+
+    per_layer = []
+    for n in graph.nodes:
+        if n.op in ("conv2d", "linear"):
+            info = layers.get(n.name, {})
+            per_layer.append({"name": n.name, "kind": layer_kind(n), "format": formats.get(n.name, "dense"),
+                              "sparsity": round(sparsity_of(n.params["weight"], n.params.get("mask")), 4),
+                              "runs_as": info.get("run_format", formats.get(n.name, "dense")),
+                              "impl": info.get("impl", ""), **{k: info[k] for k in ("fused", "note") if k in info}})
+    not_sparse = [lp["name"] for lp in per_layer if lp["format"] != "dense" and lp["runs_as"] == "dense"]
+    return {
+        "format_version": FORMAT_VERSION,
+        "library": LIBRARY,
+        "source": {k: source.get(k, "") for k in ("name", "path", "sha256")},
+        "inputs": io(graph.inputs),
+        "outputs": io(graph.outputs),
+        "target": {"backend": "tvm", "name": spec.name, "arch": spec.arch, "kernels": spec.kernels,
+                   "tvm": json.loads(str(spec.tvm_target())), "linker": spec.cxx, "elf": elf},
+        "plan": {**plan_entry, "layers": per_layer},
+        "warnings": ([f"{len(not_sparse)} layer(s) planned sparse run dense: {spec.name} has no sparse kernels "
+                      f"yet ({', '.join(not_sparse[:5])}{', ...' if len(not_sparse) > 5 else ''})"]
+                     if not_sparse else []),
+        "load": "tvm.runtime.load_module('model.so'); relax.VirtualMachine(lib, device)['main'](x)",
+        "notes": ([f"GPU kernels are stored as CUDA source for {spec.tvm.get('arch')}; the GPU machine's TVM "
+                   f"compiles them when model.so is loaded (NVRTC, or nvcc with TVM_CUDA_COMPILE_MODE=nvcc)"]
+                  if spec.kind == "cuda" else []),
+        "versions": {"st_deploy": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
+                     "python": platform.python_version()},
+    }

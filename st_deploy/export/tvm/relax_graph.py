@@ -1,0 +1,189 @@
+"""Graph -> Relax IRModule (one function "main", NCHW float32, static shapes).
+
+On CPU targets every conv2d/linear goes to our kernels (ops/), sparse or at full density: TVM
+0.27's default CPU pipeline schedules no convolution, and an unscheduled conv runs 40-100x slower
+than ONNX Runtime, so a Relax conv2d is used only where no kernel fits, and the manifest says so.
+Bias, relu/relu6 and a following residual add are fused into the kernel call (its epilogue is
+act(conv + bias) + residual). On cuda (no GPU sparse kernels yet) the layers are Relax ops,
+scheduled by the cuda pipeline's DLight rules, and layers the plan wanted sparse run dense.
+
+The other ops (act, add, scale_shift, resize, concat, global_avg_pool) are Relax ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tvm import relax
+
+from ...errors import DeployError
+from ...graph.ir import Graph, Node
+from ...plan import layer_kind
+from .ops import KERNEL_ACTS, KERNEL_FAMILIES, LayerCall
+
+
+@dataclass
+class Lowered:
+    mod: Any                                     # tvm.IRModule
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> {format, impl, note}
+
+
+def _const_c(v: Any, ndim: int) -> Any:
+    a = v.detach().cpu().numpy().astype(np.float32)
+    return relax.const(a.reshape(1, -1, *([1] * (ndim - 2))))
+
+
+def _act(bb: relax.BlockBuilder, x: Any, kind: str) -> Any:
+    op = relax.op
+    if kind == "none":
+        return x
+    if kind == "relu":
+        return bb.emit(op.nn.relu(x))
+    if kind == "relu6":
+        return bb.emit(op.clip(x, relax.prim_value(0.0), relax.prim_value(6.0)))
+    if kind == "swish":
+        return bb.emit(op.multiply(x, op.sigmoid(x)))
+    if kind == "hswish":
+        r6 = op.clip(op.add(x, relax.const(3.0, "float32")), relax.prim_value(0.0), relax.prim_value(6.0))
+        return bb.emit(op.divide(op.multiply(x, r6), relax.const(6.0, "float32")))
+    raise DeployError(f"activation {kind!r} has no TVM lowering")
+
+
+def _residual_fusions(graph: Graph, kernel_nodes: set[str]) -> dict[str, tuple[str, str]]:
+    """conv node -> (add node, other input) where the add can be the conv's epilogue.
+
+    Needs: a two-input add, one input a kernel conv whose only reader is that add (and which is
+    not a graph output) with an activation the kernel applies, and the other input computed
+    before the conv (so it exists when the conv call is emitted).
+    """
+    consumers = graph.consumers()
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+    out: dict[str, tuple[str, str]] = {}
+    taken: set[str] = set()
+    for add in graph.nodes:
+        if add.op != "add" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
+            continue
+        for conv_name, other in (add.inputs, add.inputs[::-1]):
+            if conv_name not in kernel_nodes or conv_name in taken or conv_name in graph.outputs:
+                continue
+            conv = graph.node(conv_name)
+            if conv.op != "conv2d" or conv.attrs.get("act", "none") not in KERNEL_ACTS:
+                continue
+            if [c.name for c in consumers.get(conv_name, [])] != [add.name]:
+                continue
+            if other in order and order[other] > order[conv_name]:
+                continue
+            out[conv_name] = (add.name, other)
+            taken.add(conv_name)
+            break
+    return out
+
+
+def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str, str],
+             kernels: bool) -> Lowered:
+    """Lower `graph` at fixed `shapes` (st_deploy.plan.shapes.infer_shapes).
+
+    formats: the plan's format per conv/linear node; kernels: whether our CPU kernels are
+    available on the target (else every layer is a dense Relax op).
+    """
+    if len(graph.inputs) != 1:
+        raise DeployError(f"graph: {len(graph.inputs)} inputs; the TVM export handles single-input graphs")
+    result = Lowered(mod=None)
+    kernel_nodes: set[str] = set()
+    if kernels:
+        for n in graph.nodes:
+            if n.op in ("conv2d", "linear"):
+                why = KERNEL_FAMILIES[layer_kind(n)][0](n)
+                if why is None:
+                    kernel_nodes.add(n.name)
+                else:
+                    result.layers[n.name] = {"note": f"no kernel fits ({why}): Relax op, TVM's unscheduled default"}
+    fused = _residual_fusions(graph, kernel_nodes)
+    fused_adds = {add: conv for conv, (add, _) in fused.items()}
+
+    bb = relax.BlockBuilder()
+    x = relax.Var(graph.inputs[0], relax.TensorType(shapes[graph.inputs[0]], "float32"))
+    env: dict[str, Any] = {graph.inputs[0]: x}
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            for n in graph.nodes:
+                if n.name in fused_adds:
+                    env[n.name] = env[fused_adds[n.name]]
+                    continue
+                ins = [env[i] for i in n.inputs]
+                if n.op in ("conv2d", "linear"):
+                    env[n.name] = _layer(bb, n, ins[0], shapes[n.name], formats.get(n.name, "dense"),
+                                         n.name in kernel_nodes, env.get(fused.get(n.name, ("", ""))[1]),
+                                         result.layers.setdefault(n.name, {}), kernels)
+                else:
+                    env[n.name] = _other(bb, n, ins, shapes)
+            outs = [env[o] for o in graph.outputs]
+            out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+        bb.emit_func_output(out)
+    result.mod = bb.get()
+    for conv, (add, _) in fused.items():
+        result.layers[conv]["fused"] = f"residual add {add}"
+    return result
+
+
+def _layer(bb: relax.BlockBuilder, n: Node, x: Any, out_shape: tuple[int, ...], fmt: str, on_kernel: bool,
+           residual: Any, info: dict[str, Any], kernels: bool) -> Any:
+    act = n.attrs.get("act", "none")
+    info["format"] = fmt
+    if on_kernel:
+        kernel_act = act if act in KERNEL_ACTS else "none"
+        call, impl = KERNEL_FAMILIES[layer_kind(n)][1](
+            LayerCall(n, fmt, x, tuple(out_shape), KERNEL_ACTS[kernel_act], residual))
+        info["impl"] = impl
+        y = bb.emit(call)
+        return y if kernel_act == act else _act(bb, y, act)
+    # Dense Relax op: on cuda (DLight-scheduled) or a CPU layer no kernel takes (noted above).
+    if fmt != "dense":
+        info["note"] = (f"plan says {fmt}, but this target has no sparse kernels: runs dense" if not kernels
+                        else info.get("note", "") + f"; plan said {fmt}, runs dense")
+    info["run_format"] = "dense"
+    w = relax.const(n.params["weight"].detach().cpu().numpy())
+    if n.op == "linear":
+        y = bb.emit(relax.op.matmul(x, relax.op.permute_dims(w, [1, 0])))
+        y = bb.emit(relax.op.add(y, _const_c(n.params["bias"], 2)))
+        info["impl"] = "relax matmul"
+    else:
+        y = bb.emit(relax.op.nn.conv2d(x, w, strides=n.attrs["stride"], padding=n.attrs["padding"],
+                                       groups=int(n.attrs["groups"])))
+        y = bb.emit(relax.op.add(y, _const_c(n.params["bias"], 4)))
+        info["impl"] = "relax conv2d"
+    return _act(bb, y, act)
+
+
+def _other(bb: relax.BlockBuilder, n: Node, xs: list[Any], shapes: dict[str, tuple[int, ...]]) -> Any:
+    op = relax.op
+    if n.op == "act":
+        return _act(bb, xs[0], n.attrs["kind"])
+    if n.op == "add":
+        y = xs[0]
+        for x in xs[1:]:
+            y = bb.emit(op.add(y, x))
+        return y
+    if n.op == "scale_shift":
+        ndim = len(shapes[n.inputs[0]])
+        y = xs[0]
+        if "scale" in n.params:
+            y = bb.emit(op.multiply(y, _const_c(n.params["scale"], ndim)))
+        return bb.emit(op.add(y, _const_c(n.params["shift"], ndim)))
+    if n.op == "resize":
+        size = tuple(int(s) for s in shapes[n.name][2:])
+        if n.attrs["mode"] == "nearest":
+            # torch "nearest": source index floor(dst * in / out)
+            return bb.emit(op.image.resize2d(xs[0], size, method="nearest_neighbor",
+                                             coordinate_transformation_mode="asymmetric", rounding_method="floor"))
+        if n.attrs["mode"] == "bilinear":
+            return bb.emit(op.image.resize2d(xs[0], size, method="linear",
+                                             coordinate_transformation_mode="half_pixel"))
+        raise DeployError(f"{n.name}: resize mode {n.attrs['mode']!r} has no TVM lowering")
+    if n.op == "concat":
+        return bb.emit(op.concat(xs, axis=1))
+    if n.op == "global_avg_pool":
+        return bb.emit(op.mean(xs[0], axis=[2, 3]))
+    raise DeployError(f"{n.name}: op {n.op!r} has no TVM lowering")

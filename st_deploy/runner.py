@@ -1,0 +1,121 @@
+"""Running exported artifacts: `st_deploy.load(DIR).run(x)`.
+
+A TVM artifact (manifest target tvm) loads model.so with tvm.runtime.load_module and runs its
+"main" in a Relax VM; the kernels inside model.so get their own thread count. An ONNX artifact
+runs in onnxruntime through st_deploy.ort.ort_session (model.sparse.onnx unless dense=True).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DeployError
+
+MANIFEST = "manifest.json"
+TVM_FORMAT_VERSION = 1
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise DeployError(f"threads must be an int >= 1, got {threads!r}")
+    return threads
+
+
+def _as_input(x: Any, shape: list[int]) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    a = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if list(a.shape) != list(shape):
+        raise DeployError(f"input shape {tuple(a.shape)}: this artifact was built for {tuple(shape)}")
+    return a
+
+
+class TVMRunner:
+    """model.so of a TVM export, on this machine's CPU (or GPU for cuda artifacts)."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int) -> None:
+        import tvm
+        from tvm import relax
+
+        if manifest.get("format_version") != TVM_FORMAT_VERSION:
+            raise DeployError(f"{folder}: TVM manifest format {manifest.get('format_version')!r}, this st-deploy "
+                              f"reads {TVM_FORMAT_VERSION}; re-export the ticket")
+        from .export.tvm.targets import host_arch
+        arch = manifest["target"]["arch"]
+        if arch != host_arch():
+            raise DeployError(f"{folder}: built for {arch} ({manifest['target']['name']}); this machine is "
+                              f"{host_arch()}: copy model.so to the board and load it there")
+        self.folder, self.manifest, self.threads = folder, manifest, threads
+        self.input_shape = manifest["inputs"][0]["shape"]
+        # TVM's pool reads TVM_NUM_THREADS when it first starts; config_threadpool resizes a running one.
+        os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+        tvm.get_global_func("runtime.config_threadpool")(1, threads)
+        self.device = tvm.cuda(0) if manifest["target"]["tvm"]["kind"] == "cuda" else tvm.cpu(0)
+        if not self.device.exist:
+            raise DeployError(f"{folder}: built for {manifest['target']['name']}, but this machine has no such "
+                              f"device (or this TVM build has no CUDA runtime)")
+        try:
+            self.lib = tvm.runtime.load_module(str(folder / manifest["library"]))
+        except Exception as e:
+            raise DeployError(f"{folder}: cannot load {manifest['library']}: "
+                              f"{str(e).strip().splitlines()[-1]}") from None
+        if manifest["target"]["kernels"]:
+            self.lib.get_function("set_num_threads", True)(threads)
+        self.vm = relax.VirtualMachine(self.lib, self.device)
+        self._main = self.vm["main"]
+
+    def run(self, x: Any) -> np.ndarray | list[np.ndarray]:
+        import tvm
+        out = self._main(tvm.runtime.tensor(_as_input(x, self.input_shape), self.device))
+        if isinstance(out, tvm.runtime.Tensor):
+            return out.numpy()
+        return [o.numpy() for o in out]
+
+
+class ORTRunner:
+    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int, dense: bool) -> None:
+        try:
+            from .ort import ort_session
+        except ImportError:
+            raise DeployError(f"{folder}: running ONNX artifacts needs st_deploy.ort (not in this install)") from None
+        name = "model.dense.onnx" if dense else "model.sparse.onnx"
+        if not (folder / name).is_file():
+            raise DeployError(f"{folder}: {name} is missing")
+        self.session = ort_session(folder / name, threads=threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = [1, *manifest["inputs"][0]["shape"][1:]]
+
+    def run(self, x: Any) -> np.ndarray | list[np.ndarray]:
+        a = x.detach().cpu().numpy() if hasattr(x, "detach") else x
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(np.asarray(a, dtype=np.float32))})
+        return outs[0] if len(outs) == 1 else outs
+
+
+def load(folder: str | Path, threads: int | None = None, dense: bool = False) -> TVMRunner | ORTRunner:
+    """A runner for an exported folder: `.run(x)` returns the output array (or a list of them).
+
+    threads: threads for the runtime's pool and our kernels (default: every core this process
+    may use). dense: for ONNX artifacts, run model.dense.onnx instead of model.sparse.onnx.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise DeployError(f"{folder}: no {MANIFEST}; not an st-deploy export folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DeployError(f"{path}: not valid JSON ({e.msg})") from None
+    n = _threads(threads)
+    target = manifest.get("target")
+    if target == "onnx":
+        return ORTRunner(folder, manifest, n, dense)
+    if isinstance(target, dict) and target.get("backend") == "tvm":
+        return TVMRunner(folder, manifest, n)
+    raise DeployError(f"{path}: unknown artifact target {target!r}")

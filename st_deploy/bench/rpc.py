@@ -31,7 +31,8 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
     try:
         if rpc:
             host, port = _host_port(rpc, "--rpc")
-            return tvm_rpc.connect(host, port, session_timeout=session_timeout)
+            # A server registered with a tracker only accepts clients that name its key.
+            return tvm_rpc.connect(host, port, key=key or "", session_timeout=session_timeout)
         if tracker:
             if not key:
                 raise DeployError("--tracker needs --key (the device key boards registered with)")
@@ -86,7 +87,9 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
 
 
 def server_command(host: str, port: int, tracker: str | None = None, key: str | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", host, "--port", str(port)]
+    # TVM searches [port, port-end) for a free port; pin it so the board is where we said.
+    cmd = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", host, "--port", str(port),
+           "--port-end", str(port + 1)]
     if tracker:
         cmd += ["--tracker", tracker, "--key", key or "st-deploy"]
     return cmd

@@ -1,0 +1,116 @@
+"""Edge benchmarking through TVM's RPC: a real server and tracker on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from st_deploy import DeployError, load_ticket
+from st_deploy.bench.rpc import connect, remote_bench, server_command
+from tests.conftest import needs_samples
+
+pytest.importorskip("tornado", reason="the TVM RPC tracker needs tornado (pip install st-deploy[test])")
+pytest.importorskip("cloudpickle", reason="the TVM RPC server needs cloudpickle")
+pytestmark = [needs_samples, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.25)
+    raise TimeoutError(f"nothing listens on {port} after {seconds}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """The server's worker child survives SIGTERM to its parent: kill the whole process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def spawn(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def artifact(samples, tmp_path_factory) -> tuple[Path, np.ndarray]:
+    from st_deploy import export
+    ticket = load_ticket(samples / "cls_mini_searched.state_dict")
+    out = export(ticket, target="llvm", out=tmp_path_factory.mktemp("rpc") / "art", input_shape=(1, 3, 64, 64))
+    from st_deploy.bench.core import seeded_input
+    with torch.no_grad():
+        ref = ticket.module(torch.from_numpy(seeded_input((1, 3, 64, 64)))).numpy().astype(np.float64)
+    return out, ref
+
+
+def test_remote_benchmark_direct(artifact):
+    folder, ref = artifact
+    port = free_port()
+    server = spawn(server_command("127.0.0.1", port))
+    try:
+        wait_listening(port, server)
+        record = remote_bench(folder, connect(rpc=f"127.0.0.1:{port}"), repeat=5, reference=ref)
+        assert record["n"] == 5 and record["p50_ms"] > 0 and record["min_ms"] <= record["p50_ms"]
+        assert record["fidelity_max_rel"] <= 1e-5
+    finally:
+        stop(server)
+
+
+def test_remote_benchmark_through_tracker(artifact):
+    folder, ref = artifact
+    tracker_port, server_port = free_port(), free_port()
+    tracker = spawn([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                     "--port", str(tracker_port), "--port-end", str(tracker_port + 1)])
+    server = None
+    try:
+        wait_listening(tracker_port, tracker)
+        server = spawn(server_command("127.0.0.1", server_port, tracker=f"127.0.0.1:{tracker_port}",
+                                      key="st-test-board"))
+        wait_listening(server_port, server)
+        # The server registers with the tracker asynchronously after it listens.
+        deadline = time.time() + 60
+        while True:
+            try:
+                session = connect(tracker=f"127.0.0.1:{tracker_port}", key="st-test-board", session_timeout=60)
+                break
+            except DeployError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+        record = remote_bench(folder, session, repeat=5, reference=ref)
+        assert record["n"] == 5 and record["fidelity_max_rel"] <= 1e-5
+    finally:
+        if server is not None:
+            stop(server)
+        stop(tracker)
+
+
+def test_connection_errors_are_clear():
+    with pytest.raises(DeployError, match="HOST:PORT"):
+        connect(rpc="nohostport")
+    with pytest.raises(DeployError, match="--key"):
+        connect(tracker="127.0.0.1:1")
+    with pytest.raises(DeployError, match="RPC connection failed"):
+        connect(rpc=f"127.0.0.1:{free_port()}")

@@ -3,6 +3,7 @@
     python benchmarks/kernels.py --quick                 # 1x1 256->256 28^2 and 3x3 64->64 56^2, 90 %
     python benchmarks/kernels.py --json out.json         # the full grid (minutes)
     python benchmarks/kernels.py --ops 1x1 --threads 1 --sparsity 0.9,0.95
+    python benchmarks/kernels.py --ops dw3x3,dw7x7s2 --threads 1 --shapes 128x56,512x14  # s2 = stride 2
 
 Every layer has a fused bias + ReLU epilogue (ORT: Conv followed by Relu in a 1-node-plus-relu ONNX
 model at ORT_ENABLE_ALL, which fuses them). Times are medians over interleaved runs (ours, ORT, torch
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -85,8 +87,11 @@ def bench_layer(op: str, cin: int, cout: int, hw: int, sparsity: float, fmt: str
                 budget_s: float, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     depthwise = op.startswith("dw")
-    k = int(op[-1])
-    stride, pad = 1, (k - 1) // 2
+    m = re.fullmatch(r"(?:dw)?(\d+)x\d+(?:s(\d))?", op)
+    if not m:
+        raise ValueError(f"unknown op {op!r}: use 1x1, 3x3, dw3x3, dw5x5s2, ...")
+    k, stride = int(m.group(1)), int(m.group(2) or 1)
+    pad = (k - 1) // 2
     groups = cin if depthwise else 1
     shape = (cout, 1, k, k) if depthwise else (cout, cin, k, k)
     w = make_weight(rng, shape, sparsity, fmt)
@@ -133,18 +138,19 @@ def grid(args: argparse.Namespace) -> list[tuple]:
     sparsities = [float(s) for s in args.sparsity.split(",")] if args.sparsity else None
     threads = [int(t) for t in args.threads.split(",")]
     ops = args.ops.split(",")
+    shapes = [tuple(int(v) for v in cs.split("x")) for cs in args.shapes.split(",")] if args.shapes else None
     cases = []
     for t in threads:
         for op in ops:
             if op.startswith("dw"):
-                for c, hw in DW_CHANNELS_HW:
+                for c, hw in (shapes or DW_CHANNELS_HW):
                     for s in sparsities or [0.35, 0.5, 0.75]:
                         for fmt in ("dense", "csr"):
                             if fmt == "dense" and s != (sparsities or [0.35])[0]:
                                 continue  # the dense kernel ignores sparsity: time it once
                             cases.append((op, c, c, hw, s if fmt == "csr" else 0.0, fmt, t))
             else:
-                for c, hw in CHANNELS_HW:
+                for c, hw in (shapes or CHANNELS_HW):
                     if op == "3x3" and c > 256:
                         continue
                     for s in sparsities or [0.5, 0.7, 0.9, 0.95, 0.98]:
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the records to this file")
     p.add_argument("--ops", default="1x1,3x3,dw3x3,dw5x5,dw7x7")
     p.add_argument("--threads", default="1,2")
+    p.add_argument("--shapes", default="", help="comma list of CHANNELSxHW (input size), e.g. 128x56,512x7")
     p.add_argument("--sparsity", default="", help="comma list, e.g. 0.9,0.95 (default per op)")
     p.add_argument("--budget", type=float, default=0.0, help="seconds per layer (default 1.5 quick, 0.4 full)")
     args = p.parse_args(argv)

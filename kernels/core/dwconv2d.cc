@@ -19,7 +19,8 @@ namespace {
 
 int dwconv2d(const char* what, const st_conv2d_shape* s, const float* x, const int32_t* indptr,
              int64_t indptr_len, const int32_t* taps, int64_t nnz, const float* values,
-             int64_t values_len, const float* bias, const float* residual, float* out) {
+             int64_t values_len, const float* bias, const float* residual, float* out,
+             const float* wdense = nullptr) {
   int32_t OH = 0, OW = 0;
   if (int rc = check_conv_shape(what, s, x, out, &OH, &OW)) return rc;
   if (s->cin != s->cout)
@@ -29,8 +30,9 @@ int dwconv2d(const char* what, const st_conv2d_shape* s, const float* x, const i
   const IsaTable* tbl = active_table();
   if (!tbl) return ST_EUNSUPPORTED;
   const int32_t k = s->kh, C = s->cin;
-  if (int rc = validate_sparse(what, C, k * k, 1, indptr, indptr_len, taps, nnz, values, values_len))
-    return rc;
+  if (!wdense)
+    if (int rc = validate_sparse(what, C, k * k, 1, indptr, indptr_len, taps, nnz, values, values_len))
+      return rc;
 
   const PhaseLayout L = make_layout(s->h, s->w, k, k, s->stride, s->pad);
   if (L.chan_pitch + layout_slack(L) > INT32_MAX / 2)
@@ -45,6 +47,7 @@ int dwconv2d(const char* what, const st_conv2d_shape* s, const float* x, const i
   job.tap = taps;
   job.val = values;
   job.tap_off = tap_off;
+  job.wdense = wdense;
   job.bias = bias;
   job.act = s->act;
   int32_t failed = 0;
@@ -53,14 +56,23 @@ int dwconv2d(const char* what, const st_conv2d_shape* s, const float* x, const i
   const int nt = num_threads();
   const double flops = 2.0 * static_cast<double>(nnz) * OH * OW;
   std::vector<int32_t> cs{0, C};
-  if (nt > 1 && flops >= kMinParallelFlops) cs = split_rows_by_nnz(indptr, C, 4 * nt);
+  if (nt > 1 && flops >= kMinParallelFlops) {
+    if (wdense) {
+      const int parts = std::min<int>(C, 4 * nt);
+      cs.assign(parts + 1, 0);
+      for (int i = 0; i <= parts; ++i) cs[i] = static_cast<int32_t>(static_cast<int64_t>(C) * i / parts);
+    } else {
+      cs = split_rows_by_nnz(indptr, C, 4 * nt);
+    }
+  }
   const int ntasks = static_cast<int>(cs.size()) - 1;
   const int64_t img = static_cast<int64_t>(C) * s->h * s->w, oimg = static_cast<int64_t>(C) * OH * OW;
   for (int32_t n = 0; n < s->n; ++n) {
     job.x = x + n * img;
     job.res = residual ? residual + n * oimg : nullptr;
     job.out = out + n * oimg;
-    parallel_for(ntasks, [&](int t) { tbl->dwconv2d_csr(job, cs[t], cs[t + 1]); });
+    const DwKernel kern = wdense ? tbl->dwconv2d_dense : tbl->dwconv2d_csr;
+    parallel_for(ntasks, [&](int t) { kern(job, cs[t], cs[t + 1]); });
   }
   if (failed) return Fail(ST_ENOMEM) << what << ": out of memory for the per-thread plane buffer";
   return ST_OK;
@@ -84,8 +96,11 @@ int st_dwconv2d_dense(const st_conv2d_shape* s, const float* x, const float* wei
   if (!weight) return st::Fail(ST_EINVAL) << "dwconv2d_dense: weight is null";
   if (s->cin < 1 || s->kh < 1 || s->kh > 15)
     return st::Fail(ST_EINVAL) << "dwconv2d_dense: need cin >= 1 and 1 <= k <= 15";
-  // Every tap listed: weight [C, 1, k, k] is already the CSR value array.
   const int32_t C = s->cin, kk = s->kh * s->kh;
+  if (st::dw_direct_supported(s->kh, s->stride) && s->kw == s->kh)
+    return st::dwconv2d("dwconv2d_dense", s, x, nullptr, 0, nullptr, static_cast<int64_t>(C) * kk,
+                        nullptr, 0, bias, residual, out, weight);
+  // Other shapes: every tap listed, weight [C, 1, k, k] is already the CSR value array.
   const int64_t nnz = static_cast<int64_t>(C) * kk;
   auto* rowptr = static_cast<int32_t*>(st::scratch(st::kSlotTmp, sizeof(int32_t) * (C + 1 + nnz)));
   if (!rowptr) return st::Fail(ST_ENOMEM) << "dwconv2d_dense: out of memory";

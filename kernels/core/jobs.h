@@ -37,6 +37,7 @@ struct DwJob {
   const int32_t* tap;     // tap id ky * k + kx
   const float* val;
   const int32_t* tap_off; // k * k: tap id -> offset in the per-channel layout
+  const float* wdense;    // dwconv2d_dense kernels: [C, k, k] weights (rowptr/tap/val unused)
   const float* bias;
   const float* res;
   float* out;
@@ -54,6 +55,12 @@ struct LinearJob {
   float* out;             // [n, outf]
   int32_t act;
 };
+
+// (k, stride) pairs with a direct depthwise kernel (dwconv2d-dense/dwconv2d-dense.h); others run
+// the phase-layout CSR path.
+inline bool dw_direct_supported(int32_t k, int32_t s) {
+  return (k == 3 || k == 5 || k == 7) && (s == 1 || s == 2);
+}
 
 using ConvKernel = void (*)(const ConvJob&, int32_t r0, int32_t r1, int32_t q0, int32_t q1);
 using DwKernel = void (*)(const DwJob&, int32_t c0, int32_t c1);

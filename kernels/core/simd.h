@@ -32,6 +32,14 @@ struct IsaScalar {
   static inline void store_partial(float* p, V v, int) { *p = v; }
   static inline float reduce(V v) { return v; }
   static inline V gather(const float* base, const int32_t* idx) { return base[idx[0]]; }
+  // Range masks (direct depthwise): lanes lo <= i < hi are loaded, the rest read nothing and are 0.
+  using M = bool;
+  static inline M range_mask(int lo, int hi) { return lo <= 0 && hi > 0; }
+  static inline V load_m(const float* p, M m) { return m ? *p : 0.f; }
+  static inline void store_m(float* p, V v, M m) {
+    if (m) *p = v;
+  }
+  static inline V even(V a, V) { return a; }  // lanes 0, 2, .. of the pair (a, b)
 };
 
 #if defined(__AVX512F__)
@@ -64,6 +72,19 @@ struct IsaAvx512 {
   }
   static inline V gather(const float* base, const int32_t* idx) {
     return _mm512_i32gather_ps(_mm512_loadu_si512(idx), base, 4);
+  }
+  using M = __mmask16;
+  static inline M range_mask(int lo, int hi) {
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 16 ? 16 : hi;
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  }
+  static inline V load_m(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+  static inline void store_m(float* p, V v, M m) { _mm512_mask_storeu_ps(p, m, v); }
+  static inline V even(V a, V b) {
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(a, idx, b);
   }
 };
 #endif
@@ -98,6 +119,18 @@ struct IsaAvx2 {
   static inline V gather(const float* base, const int32_t* idx) {
     return _mm256_i32gather_ps(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4);
   }
+  using M = __m256i;
+  static inline M range_mask(int lo, int hi) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_add_epi32(iota, _mm256_set1_epi32(1)), _mm256_set1_epi32(lo)),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), iota));
+  }
+  static inline V load_m(const float* p, M m) { return _mm256_maskload_ps(p, m); }
+  static inline void store_m(float* p, V v, M m) { _mm256_maskstore_ps(p, m, v); }
+  static inline V even(V a, V b) {
+    const __m256 s = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
 };
 #endif
 
@@ -131,6 +164,27 @@ struct IsaNeon {
     float t[4] = {base[idx[0]], base[idx[1]], base[idx[2]], base[idx[3]]};
     return vld1q_f32(t);
   }
+  struct M {
+    int8_t lo, hi;
+  };
+  static inline M range_mask(int lo, int hi) {
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > 4 ? 4 : hi;
+    return M{static_cast<int8_t>(lo), static_cast<int8_t>(hi < lo ? lo : hi)};
+  }
+  static inline V load_m(const float* p, M m) {
+    if (m.lo == 0 && m.hi == 4) return vld1q_f32(p);
+    float t[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int i = m.lo; i < m.hi; ++i) t[i] = p[i];
+    return vld1q_f32(t);
+  }
+  static inline void store_m(float* p, V v, M m) {
+    if (m.lo == 0 && m.hi == 4) return vst1q_f32(p, v);
+    float t[4];
+    vst1q_f32(t, v);
+    for (int i = m.lo; i < m.hi; ++i) p[i] = t[i];
+  }
+  static inline V even(V a, V b) { return vuzp1q_f32(a, b); }
 };
 #endif
 

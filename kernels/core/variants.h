@@ -31,6 +31,7 @@ struct IsaTable {
   ConvKernel conv2d_csr = nullptr;
   ConvKernel conv2d_bsr4x1 = nullptr;
   DwKernel dwconv2d_csr = nullptr;
+  DwKernel dwconv2d_dense = nullptr;
   LinearKernel linear_csr = nullptr;
 };
 

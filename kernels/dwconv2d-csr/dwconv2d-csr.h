@@ -1,8 +1,10 @@
-// Depthwise conv, per-channel live taps. Each channel's plane is split into stride phases in a
-// per-thread buffer that stays in L1/L2, then runs as a one-row wide SpMM (conv2d-csr.h) whose
-// "nonzeros" are the live taps.
+// Depthwise conv, per-channel live taps. k = 3/5/7 with stride 1/2 runs the direct kernel of
+// dwconv2d-dense.h (taps straight from the NCHW plane, dense row reuse for mostly-live channels).
+// Other shapes: each channel's plane is split into stride phases in a per-thread buffer that stays
+// in L1/L2, then runs as a one-row wide SpMM (conv2d-csr.h) whose "nonzeros" are the live taps.
 #pragma once
 #include "../conv2d-csr/conv2d-csr.h"
+#include "../dwconv2d-dense/dwconv2d-dense.h"
 #include "../core/layout.h"
 #include "../core/scratch.h"
 
@@ -11,6 +13,7 @@ namespace {
 
 template <class I, int NV>
 void dwconv2d_csr_impl(const DwJob& j, int32_t c0, int32_t c1) {
+  if (dw_direct<I>(j, c0, c1)) return;
   const PhaseLayout& L = *j.L;
   const int64_t slack = layout_slack(L);
   float* P = static_cast<float*>(scratch(kSlotPlane, sizeof(float) * (L.chan_pitch + slack)));

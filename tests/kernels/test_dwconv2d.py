@@ -53,3 +53,64 @@ def test_threads_large(threads):
 def test_tiny(isa):
     run_dw("dense", 1, 1, 1, 1, 3, 1, 0.0, "none", True, seed=1)
     run_dw("csr", 1, 2, 2, 3, 7, 2, 0.3, "relu", False, seed=2)
+
+
+# Direct kernels (k = 3/5/7, stride 1/2): row tiles of 7 x up to 2 vectors, masked borders, the
+# last vector of a row moved left to end at OW, per-channel choice of dense vs tap-at-a-time.
+
+def run_dw_pad(fmt, n, c, h, w, k, stride, pad, keep, act, residual, seed, inplace=False):
+    """keep[c]: live taps of channel c (exact count), so one layer mixes dense and sparse channels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((c, 1, k, k)).astype(np.float32)
+    mask = np.zeros((c, k * k), bool)
+    for i in range(c):
+        mask[i, rng.permutation(k * k)[:keep[i % len(keep)]]] = True
+    wt *= mask.reshape(wt.shape)
+    b = rng.standard_normal(c).astype(np.float32)
+    oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+    res = rng.standard_normal((n, c, oh, ow)).astype(np.float32) if residual else None
+    want = conv_ref(x, wt, b, stride, pad, c, act, res)
+    if fmt == "dense":
+        out = res if inplace else None
+        got = K.dwconv2d(x, wt, b, res, stride=stride, padding=pad, act=act, out=out)
+    else:
+        layer = K.SparseConv2d.from_dense(wt, b, stride=stride, padding=pad, groups=c, act=act, fmt="csr")
+        got = layer(x, res, out=res if inplace else None)
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("hw", [(56, 56), (29, 41), (16, 33), (9, 70)])
+def test_direct_wide_rows(isa, fmt, k, stride, hw):
+    h, w = hw
+    keep = [k * k, 1, k * k // 2, 0, (k * k) // 4 + 1, k * k - 2]
+    run_dw_pad(fmt, 1, 6, h, w, k, stride, (k - 1) // 2, keep, "relu6", True, seed=k * 10 + stride)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("pad", [0, 1, 4])
+def test_direct_padding(isa, fmt, k, pad):
+    for stride in (1, 2):
+        if 17 + 2 * pad < k:
+            continue
+        run_dw_pad(fmt, 2, 3, 17, 23, k, stride, pad, [k * k, 2, k * k // 3], "none", True,
+                   seed=pad * 7 + k + stride)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_direct_inplace_residual(isa, fmt):
+    # out aliasing the residual: overlapping vectors must not re-read an already written lane
+    for k, stride, hw in [(3, 1, 40), (7, 1, 21), (5, 2, 45)]:
+        run_dw_pad(fmt, 1, 4, hw, hw, k, stride, k // 2, [k * k, 3], "relu", True, seed=k, inplace=True)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_direct_one_channel_tiny(isa, fmt):
+    for k in (3, 5, 7):
+        for stride in (1, 2):
+            for h, w in [(1, 1), (2, 9), (7, 7), (8, 1)]:
+                run_dw_pad(fmt, 3, 1, h, w, k, stride, k // 2, [k * k - 1], "relu", False, seed=h * w + k)

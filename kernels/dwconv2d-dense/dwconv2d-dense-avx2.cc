@@ -1,0 +1,6 @@
+// Direct dense depthwise (dwconv2d-dense.h), avx2. The driver calls it only for dw_direct_supported shapes.
+#include "dwconv2d-dense.h"
+
+namespace st {
+void dwconv2d_dense_avx2(const DwJob& j, int32_t c0, int32_t c1) { dw_direct<IsaAvx2>(j, c0, c1); }
+}  // namespace st

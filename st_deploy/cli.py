@@ -238,14 +238,17 @@ def _int_list(value: str, flag: str) -> list[int]:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Write CSV here.")
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="Write a PNG plot here.")
+@click.option("--per-layer", is_flag=True, help="Also time each layer on the ONNX runtimes (which kernel and format ran).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="cuda: ORT's CUDA provider for ort-dense and TVM cuda artifacts for tvm-*.")
 @click.option("--rpc", default=None, metavar="HOST:PORT", help="Time a TVM artifact on a board's RPC server.")
 @click.option("--tracker", default=None, metavar="HOST:PORT", help="Reach the board through a TVM RPC tracker.")
 @click.option("--key", default=None, help="Device key of the board at the tracker.")
 @ticket_options
 def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: int, repeat: int,
               min_time: float, baseline: str, input_shape: str | None, target: str, json_out: Path | None,
-              csv_out: Path | None, plot_out: Path | None, rpc: str | None, tracker: str | None,
-              key: str | None, load_kwargs: dict) -> None:
+              csv_out: Path | None, plot_out: Path | None, per_layer: bool, device: str, rpc: str | None,
+              tracker: str | None, key: str | None, load_kwargs: dict) -> None:
     """Latency of TICKET (or an exported artifact folder) across runtimes, side by side.
 
     With --rpc or --tracker/--key the TVM artifact (exported for --target, or the folder given)
@@ -273,8 +276,10 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
         with _progress() as update:
             result = bench(source, names, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
                            warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
-                           input_shape=parse_shape(input_shape), progress=update)
+                           input_shape=parse_shape(input_shape), progress=update, device=device)
     print_results(result)
+    if per_layer:
+        result["per_layer"] = _per_layer(source, names, _int_list(threads, "--threads")[0], result["input_shape"])
     for out, write in ((json_out, write_json), (csv_out, write_csv), (plot_out, write_plot)):
         if out is not None:
             click.echo(f"wrote {write(result, out)}")
@@ -299,6 +304,23 @@ class _progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) -> dict[str, Any]:
+    from .bench.core import seeded_input
+    from .bench.per_layer import ort_per_layer
+    from .report import print_per_layer
+    out = {}
+    for runtime in names:
+        if runtime not in ("ort-dense", "ort-sparse"):
+            click.echo(f"per-layer: {runtime} is not profiled per layer (ONNX Runtime's profiler serves "
+                       f"ort-dense and ort-sparse; a TVM artifact's manifest lists the kernel of each layer)")
+            continue
+        folder = source.exported("onnx")
+        model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
+        out[runtime] = ort_per_layer(model, seeded_input([1, *shape[1:]]), threads=threads)
+        print_per_layer(runtime, out[runtime])
+    return out
 
 
 def read_input_shape(folder: Path) -> list[int]:

@@ -98,11 +98,13 @@ def session_options(threads: int = 1, optimization: str | None = None, sparse: b
 
 def ort_session(path: str | Path, threads: int = 1, optimization: str | None = None,
                 allow_spinning: bool | None = None, kernel_threads: int | None = None,
-                parallel: str | None = None) -> Any:
+                parallel: str | None = None, profile: str | Path | None = None, device: str = "cpu") -> Any:
     """An onnxruntime.InferenceSession for an exported model (dense or sparse).
 
     Registers the st.sparse library when the model uses it; a missing library or a malformed
     sparse layer is a DeployError (the latter raised at session creation, before any run).
+    profile: a file prefix; ORT then records per-node times (session.end_profiling()).
+    device: "cpu", or "cuda" for ORT's CUDA provider (dense models only: our ops are CPU kernels).
     """
     import onnxruntime as ort
     path = Path(path)
@@ -120,8 +122,22 @@ def ort_session(path: str | Path, threads: int = 1, optimization: str | None = N
             so.register_custom_ops_library(str(lib))
         except Exception as e:
             raise DeployError(f"st_deploy.ort_session: could not load {lib}: {str(e).splitlines()[0]}") from None
+    if profile is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile)
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        if sparse:
+            raise DeployError(f"{path.name}: st.sparse ops are CPU kernels; on --device cuda run model.dense.onnx "
+                              f"(ort-dense) or a TVM cuda artifact")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise DeployError("--device cuda: this onnxruntime has no CUDAExecutionProvider (it is the CPU build, "
+                              "or no GPU is visible); install onnxruntime-gpu on a machine with a GPU")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    elif device != "cpu":
+        raise DeployError(f"--device {device!r}: choose cpu or cuda")
     try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
     except Exception as e:
         msg = " ".join(str(e).split())
         raise DeployError(f"{path}: onnxruntime rejected the model: {msg[:600]}") from None

@@ -104,3 +104,14 @@ def print_manifest(manifest: dict[str, Any], folder: Any) -> None:
         footer.append(f"warning: {w}")
     footer.append(f"wrote {folder}: " + ", ".join(sorted(manifest.get("files", {}))))
     print_table("per-layer plan", ["layer", "kind", "sparsity", "format", "pred. us", "reason"], rows, footer)
+
+
+def print_per_layer(runtime: str, prof: dict[str, Any], top: int = 15) -> None:
+    rows = [[r["node"][:60], r["op"], r["format"], f"{r['mean_us']:.1f}", f"{100 * r['share']:.1f}%"]
+            for r in prof["nodes"][:top]]
+    footer = [f"{len(prof['nodes'])} nodes, {prof['total_us'] / 1e3:.2f} ms per run in nodes "
+              f"({prof['threads']} thread(s), {prof['runs']} profiled runs)"]
+    footer += [f"  {k}: {v / 1e3:.2f} ms ({100 * v / max(prof['total_us'], 1e-9):.1f}%)"
+               for k, v in sorted(prof["by_op_format_us"].items(), key=lambda kv: -kv[1])]
+    print_table(f"per layer: {runtime} ({prof['model']}), top {top}", ["node", "op", "format", "mean us", "share"],
+                rows, footer)

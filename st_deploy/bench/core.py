@@ -81,7 +81,7 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
           threads: Sequence[int] = (1,), batches: Sequence[int] = (1,), warmup: int = 10,
           repeat: int = 100, min_time: float = 0.0, baseline: str = "ort-dense",
           input_shape: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None,
-          ) -> dict[str, Any]:
+          device: str = "cpu") -> dict[str, Any]:
     """Time each (runtime, threads, batch); returns {"records": [...], "machine": {...}}.
 
     Within one thread count all configurations run round-robin, one call each per round, so
@@ -102,7 +102,7 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
     records: list[Record] = []
     try:
         for n_threads in threads:
-            configs = _prepare_all(src, runtimes, n_threads, batches, shape, ticket, warmup)
+            configs = _prepare_all(src, runtimes, n_threads, batches, shape, ticket, warmup, device)
             total = len(configs) * repeat
             done = 0
             start = time.perf_counter()
@@ -128,11 +128,11 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
         torch.set_num_threads(saved_threads)
     _add_speedups(records, baseline)
     return {"records": [r.flat() for r in records], "machine": machine_info(),
-            "input_shape": shape, "baseline": baseline}
+            "input_shape": shape, "baseline": baseline, "device": device}
 
 
 def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batches: Sequence[int],
-                 shape: Sequence[int], ticket: Ticket | None, warmup: int) -> list[_Config]:
+                 shape: Sequence[int], ticket: Ticket | None, warmup: int, device: str) -> list[_Config]:
     configs = []
     for batch in batches:
         x = seeded_input([batch, *shape[1:]])
@@ -141,7 +141,7 @@ def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batc
             with torch.no_grad():
                 ref = to_numpy(ticket.module(torch.from_numpy(x))).astype(np.float64)
         for runtime in runtimes:
-            run = prepare(runtime, src, n_threads)
+            run = prepare(runtime, src, n_threads, device)
             t0 = time.perf_counter()
             out = run(x)
             cold = (time.perf_counter() - t0) * 1e3

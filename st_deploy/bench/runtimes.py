@@ -79,8 +79,15 @@ def _torch_runner(module: torch.nn.Module, threads: int) -> RunFn:
     return run
 
 
-def prepare(runtime: str, source: BenchSource, threads: int) -> RunFn:
-    """A callable running one inference on `runtime` with `threads` threads."""
+def prepare(runtime: str, source: BenchSource, threads: int, device: str = "cpu") -> RunFn:
+    """A callable running one inference on `runtime` with `threads` threads on `device`.
+
+    device "cuda": ort-dense through ORT's CUDA provider, tvm-* through a TVM cuda artifact;
+    the other runtimes have no GPU path and say so.
+    """
+    if device == "cuda" and runtime not in ("ort-dense", "tvm-dense", "tvm-sparse"):
+        raise DeployError(f"runtime {runtime} has no GPU path (--device cuda serves ort-dense, tvm-dense, "
+                          f"tvm-sparse)")
     if runtime == "torch":
         return _torch_runner(source.require_ticket(runtime).module, threads)
     if runtime == "torch-compact":
@@ -91,12 +98,13 @@ def prepare(runtime: str, source: BenchSource, threads: int) -> RunFn:
         model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
         if not model.is_file():
             raise DeployError(f"{folder}: no {model.name}; runtime {runtime} needs an ONNX artifact")
-        session = ort_session(model, threads=threads)
+        session = ort_session(model, threads=threads, device=device)
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})
     if runtime in ("tvm-dense", "tvm-sparse"):
         from ..runner import load
-        folder = source.exported(source.target, "auto" if runtime == "tvm-sparse" else "dense")
+        target = "cuda" if device == "cuda" else source.target
+        folder = source.exported(target, "auto" if runtime == "tvm-sparse" else "dense")
         runner = load(folder, threads=threads)
         return runner.run
     raise DeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")

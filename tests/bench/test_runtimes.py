@@ -58,3 +58,29 @@ def test_unknown_runtime(samples):
     from st_deploy import DeployError
     with pytest.raises(DeployError, match="unknown runtime"):
         bench(load_ticket(samples / "cls_mini_supernet.state_dict"), ["tensorrt"])
+
+
+def test_per_layer_shows_the_sparse_path(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("ST_DEPLOY_CACHE", str(tmp_path / "cache"))
+    from st_deploy.bench.core import seeded_input
+    from st_deploy.bench.per_layer import ort_per_layer
+    source = BenchSource(ticket=load_ticket(samples / "cls_mini_supernet.state_dict"), input_shape=(1, 3, 64, 64))
+    folder = source.exported("onnx")
+    prof = ort_per_layer(folder / "model.sparse.onnx", seeded_input((1, 3, 64, 64)), runs=3)
+    formats = {r["format"] for r in prof["nodes"] if r["op"] == "SparseConv"}
+    assert formats and formats <= {"csr", "bsr4x1", "dwcsr"}
+    assert abs(sum(r["share"] for r in prof["nodes"]) - 1.0) < 1e-6
+    dense = ort_per_layer(folder / "model.dense.onnx", seeded_input((1, 3, 64, 64)), runs=3)
+    assert not any(r["op"] == "SparseConv" for r in dense["nodes"])
+
+
+def test_gpu_paths_say_when_unavailable(samples):
+    from st_deploy import DeployError
+    ticket = load_ticket(samples / "cls_mini_supernet.state_dict")
+    with pytest.raises(DeployError, match="no GPU path"):
+        bench(ticket, ["torch"], device="cuda", repeat=1)
+    import onnxruntime
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    with pytest.raises(DeployError, match="CUDAExecutionProvider"):
+        bench(ticket, ["ort-dense"], device="cuda", repeat=1, input_shape=(1, 3, 64, 64))

@@ -19,8 +19,8 @@ run_asan() {
     return 0
   fi
   cmake -S "$ROOT/kernels" -B "$BUILD/native-asan" -DST_KERNELS_FFI=OFF -DST_KERNELS_NATIVE_TESTS=ON \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+    -DCMAKE_BUILD_TYPE=Debug \
+    "-DCMAKE_CXX_FLAGS=-O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
     "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined" >/dev/null
   cmake --build "$BUILD/native-asan" -j"$JOBS" --target st_native_test >/dev/null
   echo "== asan+ubsan (host)"

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import DeployError
 from ..ticket import Ticket
-from .checks import safe_torch_load
+from .checks import read_tensors_only
 from .masked import load_masked
 from .packed import is_packed, load_packed, save_ticket
 from .supertickets import checkpoint_base, load_supertickets, looks_like_supertickets
@@ -31,7 +31,7 @@ def load_ticket(path: str | Path, model: str | None = None, model_kwargs: dict[s
         if path.suffix in (".state_dict", ".yml"):
             hint = f" (a SuperTickets checkpoint is {base.name}.state_dict + {base.name}.yml)"
         raise DeployError(f"{path}: file not found{hint}")
-    obj = safe_torch_load(path)
+    obj = read_tensors_only(path)
     if is_packed(obj):
         return load_packed(obj, path, model=model)
     if model is not None:

@@ -22,7 +22,7 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def safe_torch_load(path: Path) -> Any:
+def read_tensors_only(path: Path) -> Any:
     """torch.load with weights_only=True, every failure turned into a one-line DeployError."""
     if not path.is_file():
         raise DeployError(f"{path}: file not found")

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import DeployError
 from ..ticket import DEFAULT_INPUT_SHAPES, Ticket
-from .checks import as_state_dict, load_checked, safe_torch_load, sha256_of
+from .checks import as_state_dict, load_checked, read_tensors_only, sha256_of
 
 # Factories we may import on the say-so of a ticket file; anything else needs --model.
 TRUSTED_PREFIX = "st_deploy.models."
@@ -113,7 +113,7 @@ def load_masked(path: Path, model: str, model_kwargs: dict[str, Any] | None = No
                 task: str = "classification", input_shape: tuple[int, ...] | None = None) -> Ticket:
     kwargs = dict(model_kwargs or {})
     module = build_module(model, kwargs)
-    sd = as_state_dict(safe_torch_load(path), path)
+    sd = as_state_dict(read_tensors_only(path), path)
     plain, masks = split_masks(sd, module, path)
     # Strict key/shape checks run against the module before masks are attached.
     load_checked(module, plain, path)

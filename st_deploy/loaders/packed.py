@@ -18,7 +18,7 @@ from ..graph.ir import Graph
 from ..graph.module import GraphModule
 from ..ticket import Ticket
 from .atomic import atomic_path
-from .checks import as_state_dict, load_checked, safe_torch_load, sha256_of
+from .checks import as_state_dict, load_checked, read_tensors_only, sha256_of
 
 FORMAT = "st-deploy-ticket"
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ import torch
 from ..errors import DeployError
 from ..models.supertickets import ACTIVATIONS, HighResolutionNet, supernet_arch
 from ..ticket import DEFAULT_INPUT_SHAPES, Ticket
-from .checks import as_state_dict, load_checked, safe_torch_load, sha256_of
+from .checks import as_state_dict, load_checked, read_tensors_only, sha256_of
 
 SIBLING_SUFFIXES = (".state_dict", ".yml", ".json", ".checkpoint.json", ".pt", ".io.pt")
 
@@ -192,7 +192,7 @@ def load_supertickets(path: Path) -> Ticket:
     if not sd_path.is_file():
         raise DeployError(f"{sd_path}: missing (a SuperTickets checkpoint is X.state_dict + X.yml)")
     params = parse_kwparams(yml_path)
-    sd = as_state_dict(safe_torch_load(sd_path), sd_path)
+    sd = as_state_dict(read_tensors_only(sd_path), sd_path)
     model = build_supertickets(params, None, sd, sd_path)
     table = block_table(model)
 

@@ -39,6 +39,16 @@ def _scale_layer(layer: Node, scale: torch.Tensor | None, shift: torch.Tensor | 
     layer.params["bias"] = b.float()
 
 
+def _merge_scale_shift(p: Node, scale: torch.Tensor | None, shift: torch.Tensor) -> None:
+    """p's scale_shift followed by (scale, shift) as one scale_shift on p (float64 maths)."""
+    ps, pt = p.params.get("scale"), p.params["shift"].double()
+    s = None if scale is None else scale.double()
+    new_scale = ps.double() * s if ps is not None and s is not None else (s if ps is None else ps.double())
+    p.params = {"shift": (pt * s + shift.double() if s is not None else pt + shift.double()).float()}
+    if new_scale is not None:
+        p.params["scale"] = new_scale.float()
+
+
 def _foldable_layer(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> Node | None:
     p = graph.producers().get(name)
     if p is None or p.op not in ("conv2d", "linear") or p.attrs.get("act", "none") != "none":
@@ -80,12 +90,7 @@ def _fold_once(graph: Graph) -> bool:
                 for k, q in enumerate(layers):
                     _scale_layer(q, scale, shift if k == 0 else None)
             elif p.op == "scale_shift":
-                ps, pt = p.params.get("scale"), p.params["shift"].double()
-                s = None if scale is None else scale.double()
-                new_scale = ps.double() * s if ps is not None and s is not None else (s if ps is None else ps.double())
-                p.params = {"shift": (pt * s + shift.double() if s is not None else pt + shift.double()).float()}
-                if new_scale is not None:
-                    p.params["scale"] = new_scale.float()
+                _merge_scale_shift(p, scale, shift)
             else:
                 continue
         elif n.op == "act" and p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
@@ -142,12 +147,7 @@ def _fold_at(graph: Graph, uses: Uses, n: Node) -> str | None:
             for k, q in enumerate(layers):
                 _scale_layer(q, scale, shift if k == 0 else None)
         elif p.op == "scale_shift":
-            ps, pt = p.params.get("scale"), p.params["shift"].double()
-            s = None if scale is None else scale.double()
-            new_scale = ps.double() * s if ps is not None and s is not None else (s if ps is None else ps.double())
-            p.params = {"shift": (pt * s + shift.double() if s is not None else pt + shift.double()).float()}
-            if new_scale is not None:
-                p.params["scale"] = new_scale.float()
+            _merge_scale_shift(p, scale, shift)
         else:
             return None
     elif n.op == "act" and p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":

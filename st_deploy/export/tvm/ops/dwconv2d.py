@@ -10,18 +10,8 @@ from typing import Any
 
 from tvm import relax
 
-from .conv2d import conv_geometry
+from .conv2d import conv_geometry, unsupported  # noqa: F401  (same geometry limits as conv2d)
 from .weights import sparse_arrays
-
-
-def unsupported(node: Any) -> str | None:
-    g = conv_geometry(node)
-    if isinstance(g, str):
-        return g
-    w = node.params["weight"]
-    if w.shape[2] != w.shape[3]:
-        return f"non-square kernel {tuple(w.shape[2:])}"
-    return None
 
 
 def lower(call: Any) -> tuple[Any, str]:

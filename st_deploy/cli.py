@@ -263,6 +263,7 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
         source = BenchSource(ticket=load_ticket(ticket, **load_kwargs), target=target)
     if rpc or tracker:
         from .bench.machine import machine_info
+        from .bench.core import artifact_input_shape
         from .bench.rpc import connect, remote_bench
         folder = source.exported(target, "auto")
         session = connect(rpc, tracker, key)
@@ -271,7 +272,7 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
                                "fidelity_max_abs": record.get("fidelity_max_abs"),
                                "fidelity_max_rel": record.get("fidelity_max_rel")}],
                   "machine": {**machine_info(), "remote": rpc or f"{tracker} key={key}"},
-                  "input_shape": parse_shape(input_shape) or read_input_shape(folder), "baseline": "-"}
+                  "input_shape": parse_shape(input_shape) or artifact_input_shape(folder), "baseline": "-"}
     else:
         with _progress() as update:
             result = bench(source, names, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
@@ -321,11 +322,6 @@ def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) ->
         out[runtime] = ort_per_layer(model, seeded_input([1, *shape[1:]]), threads=threads)
         print_per_layer(runtime, out[runtime])
     return out
-
-
-def read_input_shape(folder: Path) -> list[int]:
-    from .bench.rpc import read_manifest
-    return [1 if isinstance(d, str) else int(d) for d in read_manifest(folder)["inputs"][0]["shape"]]
 
 
 @cli.command("rpc-server")

@@ -96,7 +96,7 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
     if repeat < 1 or warmup < 0:
         raise DeployError("--repeat must be >= 1 and --warmup >= 0")
     ticket = src.ticket
-    shape = list(input_shape or (ticket.default_input_shape if ticket else _artifact_shape(src)))
+    shape = list(input_shape or (ticket.default_input_shape if ticket else artifact_input_shape(src.artifact)))
     src.input_shape = tuple(shape)
     saved_threads = torch.get_num_threads()
     records: list[Record] = []
@@ -161,9 +161,10 @@ def _add_speedups(records: list[Record], baseline: str) -> None:
             r.baseline = baseline
 
 
-def _artifact_shape(src: BenchSource) -> list[int]:
+def artifact_input_shape(folder: Path) -> list[int]:
+    """The input shape an artifact's manifest records (a symbolic batch dimension read as 1)."""
     import json
-    manifest = Path(src.artifact) / "manifest.json"
+    manifest = Path(folder) / "manifest.json"
     try:
         data = json.loads(manifest.read_text())
         return [1 if isinstance(d, str) else int(d) for d in data["inputs"][0]["shape"]]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DeployError
-from .core import seeded_input
+from .core import artifact_input_shape, seeded_input
 from .stats import summarize
 
 
@@ -65,7 +65,7 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
         raise DeployError(f"{artifact}: no model.so; remote benchmarks need a TVM artifact "
                           f"(st-deploy export --target aarch64|rasp4|llvm)")
     manifest = read_manifest(artifact)
-    shape = list(input_shape or [1 if isinstance(d, str) else int(d) for d in manifest["inputs"][0]["shape"]])
+    shape = list(input_shape or artifact_input_shape(artifact))
     session.upload(str(lib))
     rlib = session.load_module("model.so")
     dev = session.cpu()

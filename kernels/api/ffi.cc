@@ -232,6 +232,9 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_num_threads, st_ffi::set_num_threads);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(get_num_threads, st_ffi::get_num_threads);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(variants, st_ffi::variants);
 
+// -DST_KERNELS_FFI_NO_GLOBALS compiles the global registrations out (a TVM model.so that links this
+// object must not register globals that libst_kernels.so, loaded in the same process, registers too).
+#ifndef ST_KERNELS_FFI_NO_GLOBALS
 TVM_FFI_STATIC_INIT_BLOCK() {
   namespace refl = tvm::ffi::reflection;
   refl::GlobalDef()
@@ -245,3 +248,4 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("st_deploy.kernels_set_isa", st_ffi::set_isa)
       .def("st_deploy.kernels_set_num_threads", st_ffi::set_num_threads);
 }
+#endif  // ST_KERNELS_FFI_NO_GLOBALS

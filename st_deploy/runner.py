@@ -37,17 +37,74 @@ def _as_input(x: Any, shape: list[int]) -> np.ndarray:
     return a
 
 
+def _cuda_runtime(tvm: Any) -> None:
+    """Prepare this process's TVM to run a cuda artifact.
+
+    Two things a runtime-only TVM (TVM_USE_RUNTIME_LIB=1, as on a deployment box) lacks: its
+    CUDA runtime library is loaded only by the compiler's backend autoload, so it is loaded here;
+    and the kernels TVM generated for the non-conv ops are stored in model.so as CUDA source (the
+    pip build of TVM 0.27 does not compile them at export), which the CUDA module compiles on
+    first use through the global "tvm_callback_cuda_compile". Ours compiles for the GPU actually
+    present (NVRTC by default, nvcc with TVM_CUDA_COMPILE_MODE=nvcc), so it needs no compiler
+    target context. Our own sparse kernels are machine code already (nvcc at export).
+    """
+    import ctypes
+
+    import tvm_ffi
+
+    if tvm_ffi.get_global_func("ffi.Module.load_from_bytes.cuda", allow_missing=True) is None:
+        from tvm.base import _LOADED_LIBS
+        lib = Path(_LOADED_LIBS["tvm_runtime"]._name).resolve().parent / "libtvm_runtime_cuda.so"
+        try:
+            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+        except OSError as e:
+            raise DeployError(f"this TVM cannot run cuda artifacts: loading {lib.name} failed ({e})") from None
+    if getattr(_cuda_runtime, "hook", None) is None:
+        def compile_for_this_gpu(code: str, *_: Any) -> bytes:
+            return compile_cuda_source(code, "sm_" + tvm.cuda(0).compute_version.replace(".", ""))
+        tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_for_this_gpu, override=True)
+        _cuda_runtime.hook = compile_for_this_gpu  # type: ignore[attr-defined]
+
+
+def compile_cuda_source(code: str, arch: str) -> bytes:
+    """CUDA source -> cubin for `arch` (sm_XX): NVRTC (cuda-bindings) unless TVM_CUDA_COMPILE_MODE=nvcc
+    or NVRTC is missing; nvcc is run directly, since TVM's nvcc path needs its compiler library."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import tempfile
+
+    mode = os.environ.get("TVM_CUDA_COMPILE_MODE", "nvrtc").lower()
+    if mode == "nvrtc" and importlib.util.find_spec("cuda.bindings") is not None:
+        from tvm.support import nvcc
+        return bytes(nvcc.compile_cuda(code, target_format="cubin", arch=arch, compiler="nvrtc"))
+    exe = shutil.which("nvcc")
+    if exe is None:
+        raise DeployError("compiling the artifact's CUDA kernels needs NVRTC (pip install cuda-bindings) or nvcc")
+    with tempfile.TemporaryDirectory(prefix="st-cuda-") as d:
+        src, out = Path(d) / "kernels.cu", Path(d) / "kernels.cubin"
+        src.write_text(code)
+        r = subprocess.run([exe, "--cubin", "-O3", f"-arch={arch}", "-o", str(out), str(src)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise DeployError(f"nvcc could not compile the artifact's CUDA kernels: {r.stderr.strip()[-500:]}")
+        return out.read_bytes()
+
+
 class TVMRunner:
-    """model.so of a TVM export, on this machine's CPU (or GPU for cuda artifacts)."""
+    """model.so of a TVM export, on this machine's CPU (or GPU for cuda artifacts).
+
+    Needs only TVM's runtime (tvm.runtime.vm, not tvm.relax), so it runs where TVM is installed
+    runtime-only."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], threads: int) -> None:
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine
 
         if manifest.get("format_version") != TVM_FORMAT_VERSION:
             raise DeployError(f"{folder}: TVM manifest format {manifest.get('format_version')!r}, this st-deploy "
                               f"reads {TVM_FORMAT_VERSION}; re-export the ticket")
-        from .export.tvm.targets import host_arch
+        from .arch import host_arch
         arch = manifest["target"]["arch"]
         if arch != host_arch():
             raise DeployError(f"{folder}: built for {arch} ({manifest['target']['name']}); this machine is "
@@ -57,7 +114,16 @@ class TVMRunner:
         # TVM's pool reads TVM_NUM_THREADS when it first starts; config_threadpool resizes a running one.
         os.environ.setdefault("TVM_NUM_THREADS", str(threads))
         tvm.get_global_func("runtime.config_threadpool")(1, threads)
-        self.device = tvm.cuda(0) if manifest["target"]["tvm"]["kind"] == "cuda" else tvm.cpu(0)
+        gpu = manifest["target"]["tvm"]["kind"] == "cuda"
+        if gpu:
+            try:
+                _cuda_runtime(tvm)
+            except DeployError:
+                raise
+            except Exception as e:  # a TVM without CUDA pieces
+                raise DeployError(f"{folder}: built for {manifest['target']['name']}, but this TVM cannot run "
+                                  f"cuda artifacts ({str(e).strip().splitlines()[-1]})") from None
+        self.device = tvm.cuda(0) if gpu else tvm.cpu(0)
         if not self.device.exist:
             raise DeployError(f"{folder}: built for {manifest['target']['name']}, but this machine has no such "
                               f"device (or this TVM build has no CUDA runtime)")
@@ -66,9 +132,9 @@ class TVMRunner:
         except Exception as e:
             raise DeployError(f"{folder}: cannot load {manifest['library']}: "
                               f"{str(e).strip().splitlines()[-1]}") from None
-        if manifest["target"]["kernels"]:
+        if manifest["target"]["kernels"] and not gpu:
             self.lib.get_function("set_num_threads", True)(threads)
-        self.vm = relax.VirtualMachine(self.lib, self.device)
+        self.vm = VirtualMachine(self.lib, self.device)
         self._main = self.vm["main"]
 
     def run(self, x: Any) -> np.ndarray | list[np.ndarray]:

@@ -48,11 +48,14 @@ def default_formats(graph: Graph) -> dict[str, str]:
     return out
 
 
-def _formats(graph: Graph, plan: Any, shapes: dict) -> tuple[dict[str, str], dict[str, Any]]:
+def _formats(graph: Graph, plan: Any, shapes: dict, spec: TargetSpec) -> tuple[dict[str, str], dict[str, Any]]:
     """(format per layer, the plan's manifest entry) from plan=None | Plan | mode str | {name: format}."""
+    rule = f"default rule: csr where masked and sparsity >= {DEFAULT_SPARSE_AT}"
     if plan is None:
-        rule = f"default rule: csr where masked and sparsity >= {DEFAULT_SPARSE_AT}"
         return default_formats(graph), {"source": rule}
+    if plan == "auto" and spec.gpu:
+        # The planner's cost tables are CPU measurements; choosing GPU formats from them would be a guess.
+        return default_formats(graph), {"source": f"{rule} (cuda: no measured GPU cost table)"}
     if isinstance(plan, str):
         plan = make_plan(graph, target="llvm", format=plan, shapes=shapes)
     if isinstance(plan, Plan):
@@ -109,9 +112,9 @@ def export_tvm(graph_or_ticket: Graph | Ticket, target: Any, out: str | Path,
     if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise DeployError(f"input_shape {shape}: expected four positive ints (N, C, H, W)")
     shapes = infer_shapes(graph, shape)
-    formats, plan_entry = _formats(graph, plan, shapes)
+    formats, plan_entry = _formats(graph, plan, shapes, spec)
     _check_formats(graph, formats)
-    lowered = to_relax(graph, shapes, formats, kernels=spec.kernels)
+    lowered = to_relax(graph, shapes, formats, kernels=spec.kernels, prefix=spec.kernel_prefix)
     x = seeded_input(shape)
     ref = reference_outputs(reference, x)
 
@@ -181,13 +184,15 @@ def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, source: dict[str, st
         "target": {"backend": "tvm", "name": spec.name, "arch": spec.arch, "kernels": spec.kernels,
                    "tvm": json.loads(str(spec.tvm_target())), "linker": spec.cxx, "elf": elf},
         "plan": {**plan_entry, "layers": per_layer},
-        "warnings": ([f"{len(not_sparse)} layer(s) planned sparse run dense: {spec.name} has no sparse kernels "
-                      f"yet ({', '.join(not_sparse[:5])}{', ...' if len(not_sparse) > 5 else ''})"]
+        "warnings": ([f"{len(not_sparse)} layer(s) planned sparse run dense: no {spec.name} kernel takes them "
+                      f"({', '.join(not_sparse[:5])}{', ...' if len(not_sparse) > 5 else ''}; see their notes)"]
                      if not_sparse else []),
         "load": "tvm.runtime.load_module('model.so'); relax.VirtualMachine(lib, device)['main'](x)",
-        "notes": ([f"GPU kernels are stored as CUDA source for {spec.tvm.get('arch')}; the GPU machine's TVM "
-                   f"compiles them when model.so is loaded (NVRTC, or nvcc with TVM_CUDA_COMPILE_MODE=nvcc)"]
-                  if spec.kind == "cuda" else []),
+        "notes": ([f"our CUDA kernels are machine code for {spec.tvm.get('arch')} (plus PTX that newer GPUs JIT); "
+                   f"TVM's kernels for the other ops are stored as CUDA source, compiled for the GPU present when "
+                   f"model.so is first run (st_deploy.load does it with NVRTC from cuda-bindings, or nvcc with "
+                   f"TVM_CUDA_COMPILE_MODE=nvcc; plain TVM needs tvm.support.nvcc imported)"]
+                  if spec.gpu else []),
         "versions": {"st_deploy": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
                      "python": platform.python_version()},
     }

@@ -1,9 +1,11 @@
 """Relax IRModule -> model.so for a target, and checks that the file is what the board expects.
 
-CPU targets link our kernels' objects into the library (cc.cross_compiler add_files), so
-model.so loads with tvm.runtime.load_module alone. On cuda, the pip build of TVM 0.27 has no
-CUDA runtime: its codegen stores the kernels as CUDA source in model.so (measured: the
-tvm_callback_cuda_compile hook is never called), which the GPU machine's TVM compiles at load.
+Every target links our kernels' objects into the library (cc.cross_compiler add_files): the CPU
+kernels on llvm targets, the CUDA kernels (nvcc machine code, static CUDA runtime) on cuda, so
+model.so loads with tvm.runtime.load_module alone. TVM's own kernels for the other ops on cuda:
+the pip build of TVM 0.27 stores them as CUDA source in model.so (measured: the
+tvm_callback_cuda_compile hook is not called at export), compiled for the GPU at first use
+(st_deploy.runner registers the hook).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ LIBRARY = "model.so"
 # Symbols every CPU artifact must define: the VM executable and the kernel entry points.
 KERNEL_SYMBOLS = ("__tvm_ffi_conv2d_csr", "__tvm_ffi_conv2d_bsr", "__tvm_ffi_dwconv2d", "__tvm_ffi_dwconv2d_csr",
                   "__tvm_ffi_linear_csr", "__tvm_ffi_set_num_threads")
+CUDA_KERNEL_SYMBOLS = ("__tvm_ffi_cuda_conv2d_csr", "__tvm_ffi_cuda_conv2d_bsr", "__tvm_ffi_cuda_dwconv2d",
+                       "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr")
 VM_SYMBOL = "__tvm_ffi__library_bin"
 _EM = {"x86_64": 62, "aarch64": 183}
 
@@ -37,8 +41,11 @@ def compile_module(mod: Any, spec: TargetSpec) -> Any:
 
 def export(executable: Any, spec: TargetSpec, path: Path) -> None:
     from tvm.support import cc
-    add_files = [str(p) for p in kernel_objects(spec.arch, spec.cxx)] if spec.kernels else []
+    cuda_arch = str(spec.tvm["arch"]) if spec.gpu else None
+    add_files = [str(p) for p in kernel_objects(spec.arch, spec.cxx, cuda_arch)] if spec.kernels else []
     options = ["-lpthread"]  # the kernels' thread pool
+    if spec.gpu:
+        options += ["-ldl", "-lrt"]  # CUDA's static runtime
     fcompile = cc.cross_compiler(spec.cxx, options=options, add_files=add_files)
     try:
         executable.export_library(str(path), fcompile=fcompile)
@@ -70,7 +77,7 @@ def check_library(path: Path, spec: TargetSpec) -> dict[str, Any]:
     info = elf_info(path)
     if info["type"] != "shared" or info["machine"] != spec.arch or info["class"] != 64:
         raise AssertionError(f"{path.name}: built a {info} ELF for target {spec.name} ({spec.arch})")
-    want = (VM_SYMBOL, *KERNEL_SYMBOLS) if spec.kernels else (VM_SYMBOL,)
+    want = (VM_SYMBOL, *(CUDA_KERNEL_SYMBOLS if spec.gpu else KERNEL_SYMBOLS)) if spec.kernels else (VM_SYMBOL,)
     missing = [s for s in want if s not in dynamic_symbols(path)]
     if missing:
         raise AssertionError(f"{path.name} lacks symbols {missing}")

@@ -1,11 +1,11 @@
 """Graph -> Relax IRModule (one function "main", NCHW float32, static shapes).
 
-On CPU targets every conv2d/linear goes to our kernels (ops/), sparse or at full density: TVM
-0.27's default CPU pipeline schedules no convolution, and an unscheduled conv runs 40-100x slower
-than ONNX Runtime, so a Relax conv2d is used only where no kernel fits, and the manifest says so.
-Bias, relu/relu6 and a following residual add are fused into the kernel call (its epilogue is
-act(conv + bias) + residual). On cuda (no GPU sparse kernels yet) the layers are Relax ops,
-scheduled by the cuda pipeline's DLight rules, and layers the plan wanted sparse run dense.
+Every conv2d/linear goes to our kernels (ops/), sparse or at full density: the CPU kernels on
+llvm targets (TVM 0.27's default CPU pipeline schedules no convolution, and an unscheduled conv
+runs 40-100x slower than ONNX Runtime), the CUDA kernels (symbols cuda_*) on cuda (DLight has no
+convolution rule either). A Relax conv2d is used only where no kernel fits, and the manifest says
+so. Bias, relu/relu6 and a following residual add are fused into the kernel call (its epilogue is
+act(conv + bias) + residual).
 
 The other ops (act, add, scale_shift, resize, concat, global_avg_pool) are Relax ops.
 """
@@ -82,11 +82,12 @@ def _residual_fusions(graph: Graph, kernel_nodes: set[str]) -> dict[str, tuple[s
 
 
 def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str, str],
-             kernels: bool) -> Lowered:
+             kernels: bool, prefix: str = "") -> Lowered:
     """Lower `graph` at fixed `shapes` (st_deploy.plan.shapes.infer_shapes).
 
-    formats: the plan's format per conv/linear node; kernels: whether our CPU kernels are
-    available on the target (else every layer is a dense Relax op).
+    formats: the plan's format per conv/linear node; kernels: whether our kernels are available
+    on the target (else every layer is a dense Relax op); prefix: their symbols' prefix
+    (TargetSpec.kernel_prefix).
     """
     if len(graph.inputs) != 1:
         raise DeployError(f"graph: {len(graph.inputs)} inputs; the TVM export handles single-input graphs")
@@ -116,7 +117,7 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str
                 if n.op in ("conv2d", "linear"):
                     env[n.name] = _layer(bb, n, ins[0], shapes[n.name], formats.get(n.name, "dense"),
                                          n.name in kernel_nodes, env.get(fused.get(n.name, ("", ""))[1]),
-                                         result.layers.setdefault(n.name, {}), kernels)
+                                         result.layers.setdefault(n.name, {}), kernels, prefix)
                 else:
                     env[n.name] = _other(bb, n, ins, shapes)
             outs = [env[o] for o in graph.outputs]
@@ -129,17 +130,17 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str
 
 
 def _layer(bb: relax.BlockBuilder, n: Node, x: Any, out_shape: tuple[int, ...], fmt: str, on_kernel: bool,
-           residual: Any, info: dict[str, Any], kernels: bool) -> Any:
+           residual: Any, info: dict[str, Any], kernels: bool, prefix: str = "") -> Any:
     act = n.attrs.get("act", "none")
     info["format"] = fmt
     if on_kernel:
         kernel_act = act if act in KERNEL_ACTS else "none"
         call, impl = KERNEL_FAMILIES[layer_kind(n)][1](
-            LayerCall(n, fmt, x, tuple(out_shape), KERNEL_ACTS[kernel_act], residual))
-        info["impl"] = impl
+            LayerCall(n, fmt, x, tuple(out_shape), KERNEL_ACTS[kernel_act], residual, prefix))
+        info["impl"] = prefix + impl
         y = bb.emit(call)
         return y if kernel_act == act else _act(bb, y, act)
-    # Dense Relax op: on cuda (DLight-scheduled) or a CPU layer no kernel takes (noted above).
+    # Dense Relax op: a layer no kernel takes (noted above), or a target without our kernels.
     if fmt != "dense":
         info["note"] = (f"plan says {fmt}, but this target has no sparse kernels: runs dense" if not kernels
                         else info.get("note", "") + f"; plan said {fmt}, runs dense")

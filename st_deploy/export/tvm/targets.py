@@ -5,7 +5,7 @@ every friendly name becomes an explicit target dict here:
   llvm     this machine's CPU with its real -mcpu (llvm_get_system_cpu), our kernels linked in
   aarch64  generic ARMv8-A + NEON Linux board, cross-compiled with aarch64-linux-gnu-g++
   rasp4    Raspberry Pi 4 (Cortex-A72), same toolchain
-  cuda     NVIDIA GPU, `arch` sm_XX (default sm_80); dense layers only (no GPU sparse kernels yet)
+  cuda     NVIDIA GPU, `arch` sm_XX (default sm_80); our CUDA kernels (nvcc) linked in
 A TVM target dict (or its JSON) is accepted as is; its kind and triple decide the rest.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 from dataclasses import dataclass
 from typing import Any
 
+from ...arch import host_arch
 from ...errors import DeployError
 
 FRIENDLY = ("llvm", "aarch64", "rasp4", "cuda")
@@ -32,8 +32,8 @@ class TargetSpec:
     """What the exporter needs to know about a target.
 
     name: the friendly name (or "custom" for a user's dict); tvm: the TVM target dict;
-    arch: "x86_64" | "aarch64" (the CPU the .so runs on); kernels: whether our CPU kernels are
-    linked in (every llvm target); cxx: the compiler that links the .so; host_runnable: whether
+    arch: "x86_64" | "aarch64" (the CPU the .so runs on); kernels: whether our kernels are
+    linked in (every target: the CPU kernels on llvm, the CUDA kernels on cuda); cxx: the compiler that links the .so; host_runnable: whether
     this machine can load and run the artifact (fidelity is measured on it directly).
     """
 
@@ -48,6 +48,15 @@ class TargetSpec:
     def kind(self) -> str:
         return str(self.tvm["kind"])
 
+    @property
+    def gpu(self) -> bool:
+        return self.kind == "cuda"
+
+    @property
+    def kernel_prefix(self) -> str:
+        """Prefix of our kernels' symbols on this target: conv2d_csr (CPU), cuda_conv2d_csr (GPU)."""
+        return "cuda_" if self.gpu else ""
+
     def tvm_target(self) -> Any:
         import tvm
         if self.kind == "cuda":
@@ -58,11 +67,6 @@ class TargetSpec:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "tvm": json.loads(str(self.tvm_target())), "arch": self.arch,
                 "cxx": self.cxx}
-
-
-def host_arch() -> str:
-    m = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
 
 
 def host_llvm_dict() -> dict[str, Any]:
@@ -106,7 +110,10 @@ def resolve_target(target: Any) -> TargetSpec:
         if not re.fullmatch(r"sm_\d+", str(d.get("arch", DEFAULT_CUDA_ARCH))):
             raise DeployError(f"TVM target {target!r}: cuda arch must look like sm_80, got {d.get('arch')!r}")
         d.setdefault("arch", DEFAULT_CUDA_ARCH)
-        spec = TargetSpec(name, d, host_arch(), kernels=False, cxx="g++", host_runnable=False)
+        if find_nvcc() is None:
+            raise DeployError(f"TVM target {target!r}: model.so links our CUDA kernels, compiled with nvcc, which "
+                              f"is not on PATH (set CUDA_PATH or CUDA_HOME to the CUDA toolkit)")
+        spec = TargetSpec(name, d, host_arch(), kernels=True, cxx="g++", host_runnable=False)
     elif kind == "llvm":
         triple = str(d.get("mtriple", ""))
         arch = triple.split("-")[0] if triple else host_arch()

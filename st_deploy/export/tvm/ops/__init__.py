@@ -5,7 +5,7 @@ family that lowers it, so a new kernel is one file plus one line here. Every fam
 plan's format ("dense", "csr", "bsr4x1") and returns the call plus the implementation it chose,
 which the manifest records per layer.
 
-Kernel symbols are called by their module name (e.g. "conv2d_csr"): the Relax VM resolves a
+Kernel symbols are called by their module name (e.g. "conv2d_csr", "cuda_conv2d_csr" on GPUs): the Relax VM resolves a
 call_dps_packed name in its own library first, and model.so contains the kernels (see
 kernel_objects.py), so nothing is looked up in a global registry at load time.
 """
@@ -31,6 +31,7 @@ class LayerCall:
     out_shape: tuple[int, ...]
     act: int                        # KERNEL_ACTS code applied in the epilogue
     residual: Any = None            # relax.Expr added after the activation, or None
+    prefix: str = ""                # kernel symbol prefix: "" (CPU) or "cuda_" (TargetSpec.kernel_prefix)
 
 
 # layer kind -> (can_lower(node) -> reason it cannot or None, lower(LayerCall) -> (relax call, impl))

@@ -67,4 +67,4 @@ def lower(call: Any) -> tuple[Any, str]:
             relax.prim_value(pad), relax.prim_value(call.act)]
     if name == "conv2d_bsr":
         args.append(relax.prim_value(4))  # block rows: only 4x1 blocks exist
-    return relax.call_dps_packed(name, args, out_ty=relax.TensorType(call.out_shape, "float32")), impl
+    return relax.call_dps_packed(call.prefix + name, args, out_ty=relax.TensorType(call.out_shape, "float32")), impl

@@ -9,6 +9,7 @@
 #include "sparse_conv_op.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <sstream>
@@ -48,50 +49,82 @@ SparseConvKernel::SparseConvKernel(const OrtKernelInfo* raw, int num_threads, Pa
     : num_threads_(num_threads), parallel_(parallel) {
   Ort::ConstKernelInfo info(raw);
   name_ = info.GetNodeName();
-  format_ = info.GetAttribute<std::string>("format");
-  activation_ = info.GetAttribute<std::string>("activation");
-  cin_ = static_cast<int32_t>(info.GetAttribute<int64_t>("in_channels"));
-  cout_ = static_cast<int32_t>(info.GetAttribute<int64_t>("out_channels"));
-  group_ = static_cast<int32_t>(info.GetAttribute<int64_t>("group"));
-  auto ks = info.GetAttributes<int64_t>("kernel_shape");
-  auto st = info.GetAttributes<int64_t>("strides");
-  auto pd = info.GetAttributes<int64_t>("pads");
+  std::vector<int64_t> ks, st, pd;
+  int64_t cin = 0, cout = 0, group = 0;
+  try {
+    format_ = info.GetAttribute<std::string>("format");
+    activation_ = info.GetAttribute<std::string>("activation");
+    cin = info.GetAttribute<int64_t>("in_channels");
+    cout = info.GetAttribute<int64_t>("out_channels");
+    group = info.GetAttribute<int64_t>("group");
+    ks = info.GetAttributes<int64_t>("kernel_shape");
+    st = info.GetAttributes<int64_t>("strides");
+    pd = info.GetAttributes<int64_t>("pads");
+  } catch (const Ort::Exception& e) {
+    // ORT's own text ("No attribute with name:'group'is defined.") does not say which node.
+    Fail(std::string("bad or missing attribute: ") + e.what());
+  }
   if (ks.size() != 2 || ks[0] != ks[1] || st.size() != 2 || st[0] != st[1] || pd.size() != 4 ||
       pd[0] != pd[1] || pd[0] != pd[2] || pd[0] != pd[3]) {
     Fail("kernel_shape, strides and pads must be square/symmetric ([k,k], [s,s], [p,p,p,p])");
   }
+  // Range-check in int64 before narrowing: a cast alone turned in_channels = 2^32 + 16 into 16
+  // (or group = 2^33 + 1 into 1) and ran a layer the model does not describe.
+  const int64_t kmax = INT32_MAX;
+  if (cin < 1 || cin > kmax || cout < 1 || cout > kmax || ks[0] < 1 || ks[0] > kmax || st[0] < 1 ||
+      st[0] > kmax || pd[0] < 0 || pd[0] > kmax || group < 1 || group > kmax)
+    Fail("in/out channels, group, kernel and stride must be in [1, 2^31) and pads in [0, 2^31), got in_channels " +
+         std::to_string(cin) + ", out_channels " + std::to_string(cout) + ", group " + std::to_string(group) +
+         ", kernel " + std::to_string(ks[0]) + ", stride " + std::to_string(st[0]) + ", pad " + std::to_string(pd[0]));
+  cin_ = static_cast<int32_t>(cin);
+  cout_ = static_cast<int32_t>(cout);
+  group_ = static_cast<int32_t>(group);
   k_ = static_cast<int32_t>(ks[0]);
   stride_ = static_cast<int32_t>(st[0]);
   pad_ = static_cast<int32_t>(pd[0]);
   act_ = act_code(activation_);
   if (act_ < 0) Fail("unknown activation '" + activation_ + "'");
-  if (cin_ < 1 || cout_ < 1 || k_ < 1 || stride_ < 1 || pad_ < 0)
-    Fail("in/out channels, kernel and stride must be >= 1 and pads >= 0");
 
   int32_t rows = cout_, cols = 0, block_rows = 1;
+  int64_t cols64 = 0;  // in int64: cin * k * k overflowed int32 for hostile attributes
   if (format_ == "csr" || format_ == "bsr4x1") {
     if (group_ != 1) Fail("format " + format_ + " needs group = 1");
-    cols = cin_ * k_ * k_;
+    cols64 = static_cast<int64_t>(cin_) * k_ * k_;
     block_rows = format_ == "bsr4x1" ? 4 : 1;
   } else if (format_ == "dwcsr") {
     if (group_ != cin_ || cin_ != cout_) Fail("format dwcsr needs group = in_channels = out_channels");
-    cols = k_ * k_;
+    cols64 = static_cast<int64_t>(k_) * k_;
   } else {
     Fail("unknown format '" + format_ + "' (csr, bsr4x1 or dwcsr)");
   }
+  if (cols64 > kmax) Fail("in_channels * k * k = " + std::to_string(cols64) + " does not fit in int32");
+  cols = static_cast<int32_t>(cols64);
   std::string e;
   if (!(e = constant_input(info, 1, "indptr", &indptr_)).empty() ||
       !(e = constant_input(info, 2, "indices", &indices_)).empty() ||
       !(e = constant_input(info, 3, "values", &values_)).empty() ||
       !(e = constant_input(info, 4, "bias", &bias_)).empty())
     Fail(e);
+  // A NaN/Inf weight cannot be served consistently: the dense model (and ORT's Conv) multiplies it
+  // by the zero padding (NaN * 0 = NaN over the whole channel) while the depthwise kernels skip
+  // padded taps, so the two would silently disagree at the borders. The exporter never writes one
+  // (its fidelity check fails on a non-finite output); refuse it here with the position.
+  for (const auto* arr : {&values_, &bias_}) {
+    for (size_t j = 0; j < arr->size(); ++j) {
+      if (!std::isfinite((*arr)[j]))
+        Fail(std::string(arr == &values_ ? "values" : "bias") + "[" + std::to_string(j) + "] is " +
+             std::to_string((*arr)[j]) + ": non-finite weights are refused");
+    }
+  }
   if (static_cast<int64_t>(bias_.size()) != cout_)
     Fail("bias has " + std::to_string(bias_.size()) + " entries, out_channels is " + std::to_string(cout_));
   if (st_validate_sparse(rows, cols, block_rows, indptr_.data(), static_cast<int64_t>(indptr_.size()),
                          indices_.data(), static_cast<int64_t>(indices_.size()),
                          static_cast<int64_t>(values_.size())) != ST_OK)
     Fail(st_last_error());
-  has_residual_ = info.GetInputCount() > 5;
+  // An optional input left out by name ("" in the node's input list) still counts in
+  // GetInputCount(); taking it for a residual read a null tensor (segfault at run time).
+  has_residual_ = info.GetInputCount() > 5 && !info.GetInputName(5).empty();
   block_ = block_rows;
   whole_ = MakeParts(1)[0];
   if (parallel_ == Parallel::kOrt && num_threads_ > 1) parts_ = MakeParts(num_threads_);
@@ -213,6 +246,7 @@ void SparseConvKernel::Compute(OrtKernelContext* raw) {
   const float* res = nullptr;
   if (has_residual_) {
     auto r = ctx.GetInput(5);
+    if (r == nullptr) Fail("residual input is missing");
     if (r.GetTensorTypeAndShapeInfo().GetShape() != ys) Fail("residual shape differs from the output shape");
     res = r.GetTensorData<float>();
   }
@@ -290,16 +324,31 @@ OrtCustomOpInputOutputCharacteristic SparseConvOp::GetInputCharacteristic(size_t
 // Output shape from the input shape and attributes, so ORT plans memory and downstream
 // optimisations see a typed, shaped tensor.
 Ort::Status SparseConvOp::InferOutputShape(Ort::ShapeInferContext& ctx) {
+  // ORT's wrapper calls this without a try block: an exception (a missing attribute) must not escape.
+  try {
+    return InferOutputShapeChecked(ctx);
+  } catch (const std::exception& e) {
+    return Ort::Status((std::string("SparseConv: bad or missing attribute: ") + e.what()).c_str(), ORT_INVALID_GRAPH);
+  }
+}
+
+Ort::Status SparseConvOp::InferOutputShapeChecked(Ort::ShapeInferContext& ctx) {
   auto xs = ctx.GetInputShape(0);
   const int64_t cout = ctx.GetAttrInt("out_channels");
   using Dim = Ort::ShapeInferContext::SymbolicInteger;
+  if (cout < 1 || cout > INT32_MAX) return Ort::Status("SparseConv: out_channels out of range", ORT_INVALID_GRAPH);
   if (xs.size() == 2) return ctx.SetOutputShape(0, {xs[0], Dim(cout)});
   if (xs.size() != 4) return Ort::Status("SparseConv: input must be 2-D or 4-D", ORT_INVALID_GRAPH);
   auto ks = ctx.GetAttrInts("kernel_shape");
   auto st = ctx.GetAttrInts("strides");
   auto pd = ctx.GetAttrInts("pads");
-  if (ks.size() != 2 || st.size() != 2 || pd.size() != 4 || st[0] < 1 || st[1] < 1)
+  if (ks.size() != 2 || st.size() != 2 || pd.size() != 4)
     return Ort::Status("SparseConv: bad kernel_shape/strides/pads", ORT_INVALID_GRAPH);
+  // Bounded so the arithmetic below cannot overflow int64 (the kernel then refuses what it cannot run).
+  for (int d = 0; d < 4; ++d) {
+    if ((d < 2 && (ks[d] < 1 || ks[d] > INT32_MAX || st[d] < 1 || st[d] > INT32_MAX)) || pd[d] < 0 || pd[d] > INT32_MAX)
+      return Ort::Status("SparseConv: kernel_shape/strides must be in [1, 2^31), pads in [0, 2^31)", ORT_INVALID_GRAPH);
+  }
   Ort::ShapeInferContext::Shape ys{xs[0], Dim(cout), Dim(int64_t{-1}), Dim(int64_t{-1})};
   for (int d = 0; d < 2; ++d) {
     // A symbolic H or W gives an unknown (-1) output dim; the exported models fix both.

@@ -62,6 +62,7 @@ struct SparseConvOp : Ort::CustomOpBase<SparseConvOp, SparseConvKernel, /*WithSt
   size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
   static Ort::Status InferOutputShape(Ort::ShapeInferContext& ctx);
+  static Ort::Status InferOutputShapeChecked(Ort::ShapeInferContext& ctx);
 
  private:
   int num_threads_;

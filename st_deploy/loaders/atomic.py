@@ -1,15 +1,66 @@
-"""Atomic writes: build under a temporary name next to the target, rename into place."""
+"""Atomic writes: build under a temporary name next to the target, rename into place.
+
+Temporaries are hidden siblings named after the writing process (.NAME.st-PID.XXXX.tmp, and
+.NAME.old-PID while a folder is being replaced); a later write to the same NAME removes those of
+processes that no longer exist (a writer killed with -9 cannot clean up after itself).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import DeployError
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # file system or kernel without exchange
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete temporaries next to `path` left by writers that were killed."""
+    parent = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(?:st-(\d+)\..*\.tmp|old-(\d+))")
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        m = pattern.fullmatch(p.name)
+        if m and not _alive(int(m.group(1) or m.group(2))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _check_parent(path: Path) -> None:
@@ -24,7 +75,8 @@ def _check_parent(path: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary file path; on success it replaces `path` in one rename."""
     _check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    _remove_abandoned(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.st-{os.getpid()}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:
         yield Path(tmp)
@@ -44,16 +96,21 @@ def atomic_dir(path: Path, force: bool = False) -> Iterator[Path]:
     if path.exists() and not path.is_dir():
         raise DeployError(f"{path}: exists and is not a folder")
     _check_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or "."))
+    _remove_abandoned(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.st-{os.getpid()}.", suffix=".tmp", dir=path.parent or "."))
     try:
         yield tmp
-        if path.exists():
+        if not path.exists():
+            os.replace(tmp, path)
+        elif _exchange(tmp, path):
+            # path is the new folder now and tmp holds the old one, removed below: at no moment
+            # is there nothing under the requested name
+            pass
+        else:  # no atomic exchange here: a short window in which path is absent
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
     except OSError as e:
         raise DeployError(f"{path}: could not write ({e.strerror or e})") from None
     finally:

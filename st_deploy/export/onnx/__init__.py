@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from pathlib import Path
 from typing import Any, Callable
@@ -72,6 +73,11 @@ def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, 
         manifest = _manifest(graph, shapes, the_plan, source or {}, fidelity, tolerance, input_shape,
                              {k: _sha256(v) for k, v in files.items()})
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+        # atomic_dir's temporary folder is private (mkdtemp: 0700); an artifact is meant to be shared
+        # (the TVM export does the same).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
     return out
 
 

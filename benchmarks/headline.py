@@ -1,21 +1,28 @@
 """Headline: the built-in example ticket (and any ticket given) through every runtime, 1 and 2 threads.
 
-    python benchmarks/headline.py [TICKET ...] [--runtimes all] [--repeat 50]
+    python benchmarks/headline.py [TICKET ...] [--runtimes all] [--repeat 50] [--quick] [--out DIR]
 
-Writes benchmarks/results/<machine>.json and <machine>.png and prints the table. Speedups are
-ratios against ORT dense measured in the same interleaved run on the same machine.
+Writes benchmarks/results/<machine>.json and <machine>.png (or into --out) and prints the table.
+Speedups are ratios against ORT dense measured in the same interleaved run on the same machine.
+Each configuration's peak memory is measured afterwards in its own process (--no-memory skips).
+--quick (10 timed calls, 2 warm-up, a check that everything runs, not figures to publish)
+writes into a temporary folder unless --out is given, so it never replaces committed results.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
+import time
 from pathlib import Path
 
-from st_deploy.bench import RUNTIMES, BenchSource, bench, print_results, write_json, write_plot
-from st_deploy.bench.machine import machine_slug
-from st_deploy.example import make_example
-from st_deploy.loaders import load_ticket
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's st_deploy
+
+from st_deploy.bench import RUNTIMES, BenchSource, bench, print_results, write_json, write_plot  # noqa: E402
+from st_deploy.bench.machine import machine_slug  # noqa: E402
+from st_deploy.example import make_example  # noqa: E402
+from st_deploy.loaders import load_ticket  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -25,10 +32,20 @@ def main() -> None:
     ap.add_argument("tickets", nargs="*", type=Path, help="tickets to add to the built-in example")
     ap.add_argument("--runtimes", default="all", help="comma-separated runtimes or 'all'")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--repeat", type=int, default=50, help="timed calls per configuration (interleaved rounds)")
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--min-time", type=float, default=0.0, help="minimum timed seconds per configuration")
+    ap.add_argument("--quick", action="store_true",
+                    help="--repeat 10 --warmup 2, written to a temporary folder unless --out is given")
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-configuration peak-memory processes")
+    ap.add_argument("--out", type=Path, default=None, help=f"results folder (default {RESULTS})")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat, args.warmup = min(args.repeat, 10), min(args.warmup, 2)
+        if args.out is None:
+            args.out = Path(tempfile.mkdtemp(prefix="st-headline-"))
+    args.out = args.out or RESULTS
+    started = time.perf_counter()
     runtimes = list(RUNTIMES) if args.runtimes == "all" else args.runtimes.split(",")
     threads = [int(t) for t in args.threads.split(",")]
 
@@ -39,15 +56,20 @@ def main() -> None:
             ticket = load_ticket(path)
             print(f"== {ticket.name} ({ticket.default_input_shape})")
             result = bench(BenchSource(ticket=ticket), runtimes, threads, [1], warmup=args.warmup,
-                           repeat=args.repeat, baseline="ort-dense")
+                           repeat=args.repeat, min_time=args.min_time, baseline="ort-dense",
+                           memory=not args.no_memory)
             print_results(result)
             runs[ticket.name] = result
     args.out.mkdir(parents=True, exist_ok=True)
     slug = machine_slug()
     first = next(iter(runs.values()))
-    write_json({"machine": first["machine"], "runs": runs}, args.out / f"{slug}.json")
+    elapsed = time.perf_counter() - started
+    settings = {"repeat": args.repeat, "warmup": args.warmup, "min_time": args.min_time, "threads": threads,
+                "runtimes": runtimes, "quick": args.quick, "memory": not args.no_memory,
+                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "elapsed_s": round(elapsed, 1)}
+    write_json({"machine": first["machine"], "settings": settings, "runs": runs}, args.out / f"{slug}.json")
     write_plot(first, args.out / f"{slug}.png")
-    print(f"wrote {args.out / (slug + '.json')} and {args.out / (slug + '.png')}")
+    print(f"wrote {args.out / (slug + '.json')} and {args.out / (slug + '.png')} ({elapsed:.0f} s)")
 
 
 if __name__ == "__main__":

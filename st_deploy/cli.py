@@ -238,7 +238,14 @@ def _int_list(value: str, flag: str) -> list[int]:
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path), default=None, help="Write CSV here.")
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="Write a PNG plot here.")
-@click.option("--per-layer", is_flag=True, help="Also time each layer on the ONNX runtimes (which kernel and format ran).")
+@click.option("--per-layer", is_flag=True,
+              help="Also time each layer (which kernel and format ran): ONNX Runtime's profiler for ort-*, "
+                   "a per-call timer on the Relax VM's call instructions for tvm-* (first --threads value).")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="After the timing, measure each configuration's peak resident memory (peak MB) in its own "
+                   "fresh process: load, cold call, warm-up, 5 calls. It is the whole process (Python, st-deploy "
+                   "with torch, the runtime library); 'model MB' subtracts a baseline process per runtime library "
+                   "that imports the same and loads no model. Costs a few seconds per configuration.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="cuda: ORT's CUDA provider for ort-dense and TVM cuda artifacts for tvm-*.")
 @click.option("--rpc", default=None, metavar="HOST:PORT", help="Time a TVM artifact on a board's RPC server.")
@@ -247,7 +254,7 @@ def _int_list(value: str, flag: str) -> list[int]:
 @ticket_options
 def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: int, repeat: int,
               min_time: float, baseline: str, input_shape: str | None, target: str, json_out: Path | None,
-              csv_out: Path | None, plot_out: Path | None, per_layer: bool, device: str, rpc: str | None,
+              csv_out: Path | None, plot_out: Path | None, per_layer: bool, memory: bool, device: str, rpc: str | None,
               tracker: str | None, key: str | None, load_kwargs: dict) -> None:
     """Latency of TICKET (or an exported artifact folder) across runtimes, side by side.
 
@@ -268,7 +275,8 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
         folder = source.exported(target, "auto")
         session = connect(rpc, tracker, key)
         record = remote_bench(folder, session, parse_shape(input_shape), repeat=repeat)
-        result = {"records": [{**record, "cold_ms": None, "rss_mb": None, "speedup": None, "baseline": None,
+        result = {"records": [{**record, "cold_ms": None, "peak_rss_mb": None, "baseline_rss_mb": None,
+                               "speedup": None, "baseline": None,
                                "fidelity_max_abs": record.get("fidelity_max_abs"),
                                "fidelity_max_rel": record.get("fidelity_max_rel")}],
                   "machine": {**machine_info(), "remote": rpc or f"{tracker} key={key}"},
@@ -277,7 +285,8 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
         with _progress() as update:
             result = bench(source, names, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
                            warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
-                           input_shape=parse_shape(input_shape), progress=update, device=device)
+                           input_shape=parse_shape(input_shape), progress=update, device=device,
+                           memory=memory)
     print_results(result)
     if per_layer:
         result["per_layer"] = _per_layer(source, names, _int_list(threads, "--threads")[0], result["input_shape"])
@@ -309,17 +318,27 @@ class _progress:
 
 def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) -> dict[str, Any]:
     from .bench.core import seeded_input
-    from .bench.per_layer import ort_per_layer
+    from .bench.per_layer import ort_per_layer, tvm_per_layer
     from .report import print_per_layer
-    out = {}
+    out: dict[str, Any] = {}
+    x = seeded_input([1, *shape[1:]])
     for runtime in names:
-        if runtime not in ("ort-dense", "ort-sparse"):
-            click.echo(f"per-layer: {runtime} is not profiled per layer (ONNX Runtime's profiler serves "
-                       f"ort-dense and ort-sparse; a TVM artifact's manifest lists the kernel of each layer)")
+        if runtime in ("ort-dense", "ort-sparse"):
+            folder = source.exported("onnx")
+            model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
+            out[runtime] = ort_per_layer(model, x, threads=threads)
+        elif runtime in ("tvm-dense", "tvm-sparse"):
+            folder = source.exported(source.target, "auto" if runtime == "tvm-sparse" else "dense")
+            try:
+                out[runtime] = tvm_per_layer(folder, x, threads=threads)
+            except DeployError as e:
+                click.echo(f"per-layer: {runtime} not profiled: {e}")
+                out[runtime] = {"error": str(e)}
+                continue
+        else:
+            click.echo(f"per-layer: {runtime} is not profiled per layer (no per-layer timer for eager torch here: "
+                       f"ONNX Runtime's profiler serves ort-*, a Relax VM call timer serves tvm-*)")
             continue
-        folder = source.exported("onnx")
-        model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
-        out[runtime] = ort_per_layer(model, seeded_input([1, *shape[1:]]), threads=threads)
         print_per_layer(runtime, out[runtime])
     return out
 

@@ -109,9 +109,19 @@ def print_manifest(manifest: dict[str, Any], folder: Any) -> None:
 def print_per_layer(runtime: str, prof: dict[str, Any], top: int = 15) -> None:
     rows = [[r["node"][:60], r["op"], r["format"], f"{r['mean_us']:.1f}", f"{100 * r['share']:.1f}%"]
             for r in prof["nodes"][:top]]
+    stat = prof.get("stat", "mean")
     footer = [f"{len(prof['nodes'])} nodes, {prof['total_us'] / 1e3:.2f} ms per run in nodes "
               f"({prof['threads']} thread(s), {prof['runs']} profiled runs)"]
     footer += [f"  {k}: {v / 1e3:.2f} ms ({100 * v / max(prof['total_us'], 1e-9):.1f}%)"
                for k, v in sorted(prof["by_op_format_us"].items(), key=lambda kv: -kv[1])]
-    print_table(f"per layer: {runtime} ({prof['model']}), top {top}", ["node", "op", "format", "mean us", "share"],
+    if prof.get("method"):
+        footer.append(f"method: {prof['method']}")
+    if prof.get("run_us"):
+        ru = prof["run_us"]
+        footer.append(f"whole run: {ru['uninstrumented_median'] / 1e3:.2f} ms uninstrumented, "
+                      f"{ru['instrumented_median'] / 1e3:.2f} ms with the per-call timer "
+                      f"({prof.get('calls_per_run', '?')} calls per run)")
+    if prof.get("note"):
+        footer.append(("" if prof.get("attributed", True) else "WARNING: ") + prof["note"])
+    print_table(f"per layer: {runtime} ({prof['model']}), top {top}", ["node", "op", "format", f"{stat} us", "share"],
                 rows, footer)

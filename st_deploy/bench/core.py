@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,9 +24,10 @@ class Record:
     batch: int
     stats: dict[str, float]
     cold_ms: float
-    rss_mb: float
     fidelity_max_abs: float | None
     fidelity_max_rel: float | None
+    peak_rss_mb: float | None = None      # peak RSS of a fresh process running this configuration
+    baseline_rss_mb: float | None = None  # the same process with the runtime imported, no model
     speedup: float | None = None
     baseline: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -37,16 +37,6 @@ class Record:
         stats = d.pop("stats")
         extra = d.pop("extra")
         return {**d, **stats, **extra}
-
-
-def rss_mb() -> float:
-    """Resident set size now (MiB): what the process holds after preparing a runtime."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * resource.getpagesize() / 2**20
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def seeded_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
@@ -62,7 +52,6 @@ class _Config:
     run: Callable[[np.ndarray], Any]
     x: np.ndarray
     cold_ms: float
-    rss_mb: float
     fidelity: tuple[float, float] | None
     times: list[float] = field(default_factory=list)
 
@@ -81,13 +70,19 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
           threads: Sequence[int] = (1,), batches: Sequence[int] = (1,), warmup: int = 10,
           repeat: int = 100, min_time: float = 0.0, baseline: str = "ort-dense",
           input_shape: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None,
-          device: str = "cpu") -> dict[str, Any]:
+          device: str = "cpu", memory: bool = True, memory_iters: int = 5) -> dict[str, Any]:
     """Time each (runtime, threads, batch); returns {"records": [...], "machine": {...}}.
 
     Within one thread count all configurations run round-robin, one call each per round, so
     drift of the machine (frequency, other load) hits every runtime alike. A configuration's
     first call is its cold latency; `warmup` calls follow untimed; then rounds continue until
     each has `repeat` timings and at least `min_time` seconds of them.
+
+    memory: after the latency rounds, measure each configuration's peak resident memory in a
+    fresh child process (st_deploy.bench.memory: load, cold call, warm-up, `memory_iters` calls;
+    the whole process, Python and the runtime library included) and a baseline child per runtime
+    library that loads no model; records get peak_rss_mb and baseline_rss_mb (None, with
+    peak_rss_error, where a child failed; None on --device cuda, whose memory is not host RSS).
     """
     src = source if isinstance(source, BenchSource) else BenchSource(ticket=source)
     unknown = [r for r in runtimes if r not in RUNTIMES]
@@ -121,11 +116,13 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
                     break
             for c in configs:
                 records.append(Record(c.runtime, c.threads, c.batch, summarize(c.times, c.batch),
-                                      c.cold_ms, c.rss_mb,
+                                      c.cold_ms,
                                       c.fidelity[0] if c.fidelity else None,
                                       c.fidelity[1] if c.fidelity else None))
     finally:
         torch.set_num_threads(saved_threads)
+    if memory and device == "cpu":
+        _add_memory(src, records, shape, min(warmup, 3), memory_iters)
     _add_speedups(records, baseline)
     return {"records": [r.flat() for r in records], "machine": machine_info(),
             "input_shape": shape, "baseline": baseline, "device": device}
@@ -148,8 +145,19 @@ def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batc
             fid = _fidelity(out, ref)
             for _ in range(warmup):
                 run(x)
-            configs.append(_Config(runtime, n_threads, batch, run, x, cold, rss_mb(), fid))
+            configs.append(_Config(runtime, n_threads, batch, run, x, cold, fid))
     return configs
+
+
+def _add_memory(src: BenchSource, records: list[Record], shape: Sequence[int], warmup: int, iters: int) -> None:
+    from .memory import measure_peak_rss
+    got = measure_peak_rss(src, [(r.runtime, r.threads, r.batch) for r in records], shape, warmup, iters)
+    for r in records:
+        m = got.get((r.runtime, r.threads, r.batch), {})
+        r.peak_rss_mb = m.get("peak_rss_mb")
+        r.baseline_rss_mb = m.get("baseline_rss_mb")
+        if "error" in m:
+            r.extra["peak_rss_error"] = m["error"]
 
 
 def _add_speedups(records: list[Record], baseline: str) -> None:

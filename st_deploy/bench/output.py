@@ -11,7 +11,7 @@ from ..loaders.atomic import atomic_path
 from ..report import print_table
 
 CSV_COLUMNS = ("runtime", "threads", "batch", "n", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
-               "std_ms", "throughput_items_s", "cold_ms", "rss_mb", "speedup", "baseline",
+               "std_ms", "throughput_items_s", "cold_ms", "peak_rss_mb", "baseline_rss_mb", "speedup", "baseline",
                "fidelity_max_abs", "fidelity_max_rel")
 
 
@@ -23,19 +23,43 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
+def _model_mb(r: dict[str, Any]) -> str:
+    """Peak RSS minus the runtime's baseline process: what loading and running the model added."""
+    peak, base = r.get("peak_rss_mb"), r.get("baseline_rss_mb")
+    return "-" if peak is None or base is None else f"{peak - base:+.0f}"
+
+
 def print_results(result: dict[str, Any]) -> None:
     rows = []
     for r in result["records"]:
         rows.append([r["runtime"], r["threads"], r["batch"], _fmt(r["p50_ms"]), _fmt(r["mean_ms"]),
                      _fmt(r["p90_ms"]), _fmt(r["p99_ms"]), _fmt(r["std_ms"]), _fmt(r["throughput_items_s"], 1),
-                     _fmt(r["cold_ms"], 1), _fmt(r["rss_mb"], 0),
+                     _fmt(r["cold_ms"], 1), _fmt(r.get("peak_rss_mb"), 0), _model_mb(r),
                      f"{r['speedup']:.2f}x" if r.get("speedup") else "-",
                      _fmt(r["fidelity_max_rel"], 2)])
     m = result["machine"]
     print_table(f"latency (ms), input {'x'.join(map(str, result['input_shape']))}, baseline {result['baseline']}",
-                ["runtime", "thr", "batch", "p50", "mean", "p90", "p99", "std", "items/s", "cold", "RSS MB",
-                 "speedup", "max rel err"], rows,
-                [f"{m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])})"])
+                ["runtime", "thr", "batch", "p50", "mean", "p90", "p99", "std", "items/s", "cold", "peak MB",
+                 "model MB", "speedup", "max rel err"], rows,
+                [f"{m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])})"] + _memory_notes(result["records"]))
+
+
+def _memory_notes(records: list[dict[str, Any]]) -> list[str]:
+    if not any(r.get("peak_rss_mb") is not None or r.get("peak_rss_error") for r in records):
+        return []
+    lines = ["peak MB: peak resident memory of a fresh process that loads this configuration and runs it "
+             "(Python, st-deploy/torch and the runtime included); model MB: peak minus that runtime's "
+             "baseline process (same imports, no model)"]
+    from .memory import RUNTIME_LIBRARY
+    bases: dict[str, float] = {}
+    for r in records:
+        if r.get("baseline_rss_mb") is not None:
+            bases.setdefault(RUNTIME_LIBRARY.get(r["runtime"], r["runtime"]), r["baseline_rss_mb"])
+    if bases:
+        lines.append("baseline processes: " + ", ".join(f"{k} {v:.0f} MB" for k, v in bases.items()))
+    lines += [f"peak MB of {r['runtime']} {r['threads']}t b{r['batch']} not measured: {r['peak_rss_error']}"
+              for r in records if r.get("peak_rss_error")]
+    return lines
 
 
 def write_json(result: dict[str, Any], path: Path) -> Path:

@@ -20,7 +20,7 @@ def test_cpu_runtimes_side_by_side(samples, tmp_path, monkeypatch):
     monkeypatch.setenv("ST_DEPLOY_CACHE", str(tmp_path / "cache"))
     ticket = load_ticket(samples / "cls_mini_supernet.state_dict")
     result = bench(BenchSource(ticket=ticket), CPU_RUNTIMES, threads=[1], batches=[1, 2], warmup=1,
-                   repeat=3, baseline="ort-dense", input_shape=(1, 3, 64, 64))
+                   repeat=3, baseline="ort-dense", input_shape=(1, 3, 64, 64), memory=False)
     recs = {(r["runtime"], r["batch"]): r for r in result["records"]}
     assert set(recs) == {(rt, b) for rt in CPU_RUNTIMES for b in (1, 2)}
     for r in recs.values():
@@ -32,7 +32,7 @@ def test_cpu_runtimes_side_by_side(samples, tmp_path, monkeypatch):
     cached = sorted(p.name for p in (tmp_path / "cache" / "artifacts").iterdir())
     assert len(cached) == 1
     bench(BenchSource(ticket=ticket), ["ort-sparse"], repeat=1, warmup=0, baseline="ort-sparse",
-          input_shape=(1, 3, 64, 64))
+          input_shape=(1, 3, 64, 64), memory=False)
     assert sorted(p.name for p in (tmp_path / "cache" / "artifacts").iterdir()) == cached
 
 
@@ -42,7 +42,7 @@ def test_bench_command_writes_outputs(samples, tmp_path):
     out = tmp_path / "r"
     r = subprocess.run([sys.executable, "-m", "st_deploy", "bench", str(samples / "seg_mini_supernet.state_dict"),
                         "--runtime", "torch,ort-sparse", "--baseline", "torch", "--repeat", "3", "--warmup", "1",
-                        "--input-shape", "1,3,64,96", "--json", f"{out}.json", "--csv", f"{out}.csv",
+                        "--input-shape", "1,3,64,96", "--no-memory", "--json", f"{out}.json", "--csv", f"{out}.csv",
                         "--plot", f"{out}.png"], capture_output=True, text=True, timeout=900,
                        env={**os.environ, **env_cache})
     assert r.returncode == 0, r.stderr

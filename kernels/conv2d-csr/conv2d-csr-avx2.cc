@@ -1,8 +1,9 @@
-// AVX2+FMA, 8 lanes: one broadcast per nonzero feeds 4 vector FMAs; 4 accumulators leave room for loads.
+// AVX2+FMA, 8 lanes: one broadcast per nonzero feeds 8 vector FMAs (64 wide positions) on padded
+// layouts, 4 on compact 1x1 ones; 8 accumulators and the broadcast fit the 16 registers.
 #include "conv2d-csr.h"
 
 namespace st {
 void conv2d_csr_avx2(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
-  conv2d_csr_impl<IsaAvx2, 4>(j, r0, r1, q0, q1);
+  conv2d_csr_impl<IsaAvx2, 8, 4>(j, r0, r1, q0, q1);
 }
 }  // namespace st

@@ -3,6 +3,6 @@
 
 namespace st {
 void conv2d_csr_neon(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
-  conv2d_csr_impl<IsaNeon, 4>(j, r0, r1, q0, q1);
+  conv2d_csr_impl<IsaNeon, 4, 4>(j, r0, r1, q0, q1);
 }
 }  // namespace st

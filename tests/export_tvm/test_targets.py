@@ -104,3 +104,19 @@ def test_cuda_artifact_runs_on_the_gpu(every_op, cuda_artifact):
     if not tvm.cuda(0).exist:
         pytest.skip("no CUDA device on this machine (benchmarks/gpu_check.sh runs this on a GPU)")
     assert check_against(cuda_artifact, GraphModule(every_op), SHAPE) <= 1e-5
+
+
+def test_cuda_auto_rule_uses_the_gpu_thresholds_per_layer_kind(every_op):
+    from st_deploy.export.tvm import CUDA_SPARSE_AT, default_formats
+    from st_deploy.plan import layer_kind
+    from st_deploy.plan.formats import sparsity_of
+    formats = default_formats(every_op, CUDA_SPARSE_AT)
+    kinds = set()
+    for n in every_op.nodes:
+        if n.op in ("conv2d", "linear"):
+            kinds.add(layer_kind(n))
+            at = CUDA_SPARSE_AT.get(layer_kind(n))
+            sp = sparsity_of(n.params["weight"], n.params.get("mask"))
+            want = "csr" if at is not None and "mask" in n.params and sp >= at else "dense"
+            assert formats[n.name] == want, (n.name, layer_kind(n), sp)
+    assert CUDA_SPARSE_AT["dw"] > CUDA_SPARSE_AT["conv1x1"] and "dw" in kinds

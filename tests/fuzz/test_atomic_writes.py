@@ -95,3 +95,16 @@ def test_disk_full(tmp_path):
                 f.write(b"x" * 65536)
                 f.flush()
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_atomic_file_gets_the_umask_permissions_not_the_temporary_private_ones(tmp_path):
+    import os
+
+    from st_deploy.loaders.atomic import atomic_path
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as t:
+            t.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644

@@ -30,21 +30,29 @@ from .build import LIBRARY, check_library, compile_module, export as export_libr
 from .relax_graph import to_relax
 from .targets import TargetSpec, resolve_target
 
-__all__ = ["export_tvm", "default_formats", "resolve_target", "FORMAT_VERSION"]
+__all__ = ["export_tvm", "default_formats", "resolve_target", "FORMAT_VERSION", "CUDA_SPARSE_AT"]
 
 FORMAT_VERSION = 1
 DEFAULT_SPARSE_AT = 0.5  # plan=None: sparse (csr) for masked layers at least this sparse
+# cuda, plan "auto": the sparsity from which our CUDA CSR kernel beats the artifact's dense path
+# for that layer kind, read off an H100 (benchmarks/results/h100-cuda-kernels.json, batch 1 and 8).
+# Depthwise: sparse taps vs our dense depthwise kernel break even between 70 and 90 %. Other convs
+# and linear: the dense path is our CSR/BSR kernel at full density, so half the weights already pay.
+CUDA_SPARSE_AT = {"conv1x1": 0.5, "conv": 0.5, "dw": 0.8, "linear": 0.5}
 
 
-def default_formats(graph: Graph) -> dict[str, str]:
-    """plan=None: csr for every masked conv/linear with sparsity >= 0.5 that a kernel takes, else dense."""
+def default_formats(graph: Graph, sparse_at: dict[str, float] | None = None) -> dict[str, str]:
+    """csr for every masked conv/linear a kernel takes with sparsity >= its kind's threshold
+    (sparse_at; default DEFAULT_SPARSE_AT for every kind), else dense."""
     from ...plan import sparse_formats
     out = {}
     for n in graph.nodes:
         if n.op in ("conv2d", "linear"):
-            sparse_ok = "csr" in sparse_formats(layer_kind(n)) and "mask" in n.params
+            kind = layer_kind(n)
+            at = DEFAULT_SPARSE_AT if sparse_at is None else sparse_at.get(kind, 2.0)
+            sparse_ok = "csr" in sparse_formats(kind) and "mask" in n.params
             sp = sparsity_of(n.params["weight"], n.params.get("mask"))
-            out[n.name] = "csr" if sparse_ok and sp >= DEFAULT_SPARSE_AT else "dense"
+            out[n.name] = "csr" if sparse_ok and sp >= at else "dense"
     return out
 
 
@@ -54,8 +62,10 @@ def _formats(graph: Graph, plan: Any, shapes: dict, spec: TargetSpec) -> tuple[d
     if plan is None:
         return default_formats(graph), {"source": rule}
     if plan == "auto" and spec.gpu:
-        # The planner's cost tables are CPU measurements; choosing GPU formats from them would be a guess.
-        return default_formats(graph), {"source": f"{rule} (cuda: no measured GPU cost table)"}
+        # The planner's cost tables are CPU measurements: on cuda the thresholds measured on a GPU.
+        return default_formats(graph, CUDA_SPARSE_AT), {
+            "source": f"cuda rule: csr where masked and sparsity >= {CUDA_SPARSE_AT} per layer kind "
+                      f"(break-even measured on an H100, benchmarks/results/h100-cuda-kernels.json)"}
     if isinstance(plan, str):
         plan = make_plan(graph, target="llvm", format=plan, shapes=shapes)
     if isinstance(plan, Plan):

@@ -106,6 +106,10 @@ def prepare(runtime: str, source: BenchSource, threads: int, device: str = "cpu"
         target = "cuda" if device == "cuda" else source.target
         folder = source.exported(target, "auto" if runtime == "tvm-sparse" else "dense")
         runner = load(folder, threads=threads)
+        on_gpu = runner.manifest["target"]["tvm"]["kind"] == "cuda"
+        if on_gpu != (device == "cuda"):  # the records say which device ran: it must be the one asked for
+            raise DeployError(f"{folder}: a {'cuda' if on_gpu else 'CPU'} artifact, but --device {device}; "
+                              f"pass --device {'cuda' if on_gpu else 'cpu'}")
         return runner.run
     raise DeployError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
 

@@ -59,3 +59,11 @@ def test_bench_command_prints_tvm_per_layer(artifact):
     assert r.returncode == 0, r.stderr
     assert "per layer: tvm-sparse (model.so)" in r.stdout and "Relax VM" in r.stdout
     assert "graph order" in r.stdout and "not profiled" not in r.stdout
+
+
+def test_a_cpu_artifact_is_not_benchmarked_as_gpu(artifact):
+    from st_deploy.bench import BenchSource, bench
+    from st_deploy.errors import DeployError
+    with pytest.raises(DeployError, match="CPU artifact, but --device cuda"):
+        bench(BenchSource(ticket=None, artifact=artifact, target="llvm"), ["tvm-sparse"], device="cuda",
+              repeat=1, memory=False)

@@ -148,7 +148,10 @@ def main() -> int:
         med = statistics.median(v)
         print(f"{k:48s} {med:10.3f} {min(v):8.3f} {base / med:13.2f}x")
         entry = {"median_ms": med, "min_ms": min(v), "speedup_vs_cudnn_fp32": base / med, "rounds": v}
-        (results["artifacts"][k].update(entry) if k in results["artifacts"] else results["torch_cuda"].update({k: entry}))
+        if k in results["artifacts"]:
+            results["artifacts"][k].update(entry)
+        else:
+            results["torch_cuda"][k] = entry
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

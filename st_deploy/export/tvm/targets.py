@@ -33,8 +33,9 @@ class TargetSpec:
 
     name: the friendly name (or "custom" for a user's dict); tvm: the TVM target dict;
     arch: "x86_64" | "aarch64" (the CPU the .so runs on); kernels: whether our kernels are
-    linked in (every target: the CPU kernels on llvm, the CUDA kernels on cuda); cxx: the compiler that links the .so; host_runnable: whether
-    this machine can load and run the artifact (fidelity is measured on it directly).
+    linked in (every target: the CPU kernels on llvm, the CUDA kernels on cuda); cxx: the
+    compiler that links the .so; host_runnable: whether this machine can load and run the
+    artifact (fidelity is measured on it directly).
     """
 
     name: str

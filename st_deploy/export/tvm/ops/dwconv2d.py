@@ -24,7 +24,8 @@ def lower(call: Any) -> tuple[Any, str]:
     tail = [relax.prim_value(stride), relax.prim_value(pad), relax.prim_value(call.act)]
     out_ty = relax.TensorType(call.out_shape, "float32")
     if call.fmt == "dense":
-        return relax.call_dps_packed(call.prefix + "dwconv2d", [call.x, relax.const(w), bias, res, *tail], out_ty=out_ty), "dwconv2d"
+        args = [call.x, relax.const(w), bias, res, *tail]
+        return relax.call_dps_packed(call.prefix + "dwconv2d", args, out_ty=out_ty), "dwconv2d"
     if call.fmt == "csr":
         arrays = sparse_arrays(w.reshape(w.shape[0], k * k), "csr")
         args = [call.x, *(relax.const(a) for a in arrays), bias, res, relax.prim_value(k), *tail]

@@ -25,4 +25,5 @@ def lower(call: Any) -> tuple[Any, str]:
         raise AssertionError(f"{n.name}: linear layers have no {call.fmt!r} kernel")
     args = [call.x, *(relax.const(a) for a in arrays), relax.const(n.params["bias"].detach().cpu().numpy()),
             relax.prim_value(call.act)]
-    return relax.call_dps_packed(call.prefix + "linear_csr", args, out_ty=relax.TensorType(call.out_shape, "float32")), impl
+    out_ty = relax.TensorType(call.out_shape, "float32")
+    return relax.call_dps_packed(call.prefix + "linear_csr", args, out_ty=out_ty), impl

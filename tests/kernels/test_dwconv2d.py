@@ -114,3 +114,29 @@ def test_direct_one_channel_tiny(isa, fmt):
         for stride in (1, 2):
             for h, w in [(1, 1), (2, 9), (7, 7), (8, 1)]:
                 run_dw_pad(fmt, 3, 1, h, w, k, stride, k // 2, [k * k - 1], "relu", False, seed=h * w + k)
+
+
+# Small planes (output rows <= 8 columns, <= 64 outputs, "same" padding): AVX-512 runs the whole
+# plane as <= 4 flat vectors, stride 2 through stack phase planes; other ISAs the row kernel.
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_direct_small_planes(isa, fmt, k, stride):
+    hws = [(7, 7), (8, 8), (4, 4), (5, 6), (1, 8), (3, 2)] if stride == 1 else \
+          [(14, 14), (13, 13), (16, 16), (15, 9), (7, 7), (2, 5)]
+    keep = [k * k, k * k - 1, 1, k * k // 2]
+    for i, (h, w) in enumerate(hws):
+        run_dw_pad(fmt, 3, 5, h, w, k, stride, (k - 1) // 2, keep, ["relu6", "none", "relu"][i % 3],
+                   i % 2 == 0, seed=k * 100 + stride * 10 + i)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_direct_small_planes_inplace_and_pad(isa, fmt):
+    for k in (3, 5, 7):
+        for stride, hw in [(1, 7), (2, 14), (1, 5), (2, 9)]:
+            run_dw_pad(fmt, 3, 4, hw, hw, k, stride, (k - 1) // 2, [k * k, 3], "relu", True,
+                       seed=k + hw, inplace=True)
+            for pad in (0, k // 2 + 1):  # not "same": the row kernel
+                if hw + 2 * pad >= k:
+                    run_dw_pad(fmt, 1, 3, hw, hw, k, stride, pad, [k * k], "none", True, seed=pad + k)

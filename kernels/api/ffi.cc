@@ -206,6 +206,8 @@ String isa() {
 }
 bool isa_available(String name) { return st_isa_available(name.c_str()) != 0; }
 void set_isa(String name) { check_rc(st_set_isa(name.c_str())); }
+void set_conv1x1_path(String path) { check_rc(st_set_conv1x1_path(path.c_str())); }
+String conv1x1_path() { return String(st_conv1x1_path()); }
 void set_num_threads(int64_t n) { check_rc(st_set_num_threads(to_i32("set_num_threads", "n", n))); }
 int64_t get_num_threads() { return st_get_num_threads(); }
 Array<String> variants() {
@@ -229,6 +231,8 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(isa, st_ffi::isa);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(isa_available, st_ffi::isa_available);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_isa, st_ffi::set_isa);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_num_threads, st_ffi::set_num_threads);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_conv1x1_path, st_ffi::set_conv1x1_path);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(conv1x1_path, st_ffi::conv1x1_path);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(get_num_threads, st_ffi::get_num_threads);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(variants, st_ffi::variants);
 

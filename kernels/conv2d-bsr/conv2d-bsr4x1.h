@@ -2,15 +2,18 @@
 // vector is used by 4 FMAs (CSR uses it once). Block rows past cout are padding and not stored.
 #pragma once
 #include "../core/epilogue.h"
+#include "../core/gather.h"
 
 namespace st {
 namespace {
 
-template <class I, int NV, bool Full>
-inline void bsr4_rows(const ConvJob& j, int32_t br0, int32_t br1, int32_t q, int last) {
+// Block rows [br0, br1) of the tile whose input run starts at xq (outputs at wide position q);
+// last and Prefetch as in conv2d-csr.h (but BSR in place measured faster with prefetch on
+// compact layouts too).
+template <class I, int NV, bool Prefetch, bool Tail = false>
+__attribute__((noinline)) void bsr4_rows(const ConvJob& j, int32_t br0, int32_t br1, const float* xq, int32_t q, int last) {
   using V = typename I::V;
   constexpr int W = I::W;
-  const float* xq = j.X + q;
   for (int32_t br = br0; br < br1; ++br) {
     V acc[4][NV];
     for (int i = 0; i < 4; ++i)
@@ -20,10 +23,10 @@ inline void bsr4_rows(const ConvJob& j, int32_t br0, int32_t br1, int32_t q, int
     for (int32_t k = b; k < e; ++k) {
       const float* p = xq + j.off[k];
       const float* wv = j.val + 4 * static_cast<int64_t>(k);
-      if (Full) __builtin_prefetch(p + NV * W + pf, 0, 3);  // see conv2d-csr.h
+      if (Prefetch) __builtin_prefetch(p + NV * W + pf, 0, 3);  // see conv2d-csr.h
       const V w0 = I::set1(wv[0]), w1 = I::set1(wv[1]), w2 = I::set1(wv[2]), w3 = I::set1(wv[3]);
       for (int v = 0; v < NV; ++v) {
-        const V xv = Full ? I::loadu(p + v * W) : I::load_partial(p, last);
+        const V xv = I::loadu(p + v * W);
         acc[0][v] = I::fma(xv, w0, acc[0][v]);
         acc[1][v] = I::fma(xv, w1, acc[1][v]);
         acc[2][v] = I::fma(xv, w2, acc[2][v]);
@@ -32,19 +35,46 @@ inline void bsr4_rows(const ConvJob& j, int32_t br0, int32_t br1, int32_t q, int
     }
     const int32_t rbase = 4 * br;
     for (int i = 0; i < 4; ++i)
-      if (rbase + i < j.cout) store_tile<I, NV>(j, rbase + i, q, acc[i], Full ? W : last);
+      if (rbase + i < j.cout) store_tile<I, NV>(j, rbase + i, q, acc[i], Tail ? last : W);
+  }
+}
+
+// One pass of nv <= N vectors, as csr_pass_upto.
+template <class I, int N>
+inline void bsr4_pass_upto(const ConvJob& j, int32_t br0, int32_t br1, const float* xb, int32_t q,
+                               int32_t n) {
+  constexpr int W = I::W;
+  if constexpr (N > 1)
+    if (n <= (N - 1) * W) return bsr4_pass_upto<I, N - 1>(j, br0, br1, xb, q, n);
+  bsr4_rows<I, N, false, true>(j, br0, br1, xb, q, n - (N - 1) * W);
+}
+
+// Gathered 1x1 (core/gather.h), as conv2d_csr_gathered.
+template <class I, int NV>
+void conv2d_bsr4x1_gathered(const ConvJob& j, int32_t br0, int32_t br1, int32_t q0, int32_t q1) {
+  constexpr int W = I::W;
+  float* buf = gather_buffer(j);
+  if (!buf) {
+    *j.failed = 1;
+    return;
+  }
+  for (int32_t q = q0; q < q1; q += kGatherTile) {
+    const int32_t len = q1 - q < kGatherTile ? q1 - q : kGatherTile;
+    gather_tile<I>(j, q, len, buf);
+    for (int32_t s = 0; s < len; s += NV * W)
+      bsr4_pass_upto<I, NV>(j, br0, br1, buf + s, q + s, len - s < NV * W ? len - s : NV * W);
   }
 }
 
 template <class I, int NV>
 void conv2d_bsr4x1_impl(const ConvJob& job, int32_t br0, int32_t br1, int32_t q0, int32_t q1) {
   constexpr int W = I::W;
+  if (job.gather) return conv2d_bsr4x1_gathered<I, NV>(job, br0, br1, q0, q1);
   ConvJob j = job;
   attach_wide_table<I>(j, q0, q1);
   int32_t q = q0;
-  for (; q + NV * W <= q1; q += NV * W) bsr4_rows<I, NV, true>(j, br0, br1, q, W);
-  for (; q + W <= q1; q += W) bsr4_rows<I, 1, true>(j, br0, br1, q, W);
-  if (q < q1) bsr4_rows<I, 1, false>(j, br0, br1, q, q1 - q);
+  for (; q + NV * W <= q1; q += NV * W) bsr4_rows<I, NV, true>(j, br0, br1, j.X + q, q, W);
+  if (q < q1) bsr4_pass_upto<I, NV>(j, br0, br1, j.X + q, q, q1 - q);
 }
 }  // namespace
 }  // namespace st

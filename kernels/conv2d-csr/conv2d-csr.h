@@ -3,64 +3,95 @@
 // Instantiated once per ISA by conv2d-csr-<isa>.cc.
 #pragma once
 #include "../core/epilogue.h"
+#include "../core/gather.h"
 
 namespace st {
 namespace {
 
-// Rows [r0, r1) of the tile at wide position q; `last` lanes in the last vector (Full: W).
+// Rows [r0, r1) of the tile whose input run starts at xq and whose outputs start at wide position
+// q; `last` lanes are stored from the last vector (Tail; otherwise all I::W), all NV vectors
+// are loaded.
+// Prefetch: the next tile of a wide layout is ~cin scattered streams the hardware prefetcher
+// cannot follow, so each nonzero fetches one of its lines, rows rotating which one. Compact and
+// gathered tiles measured faster without it.
 // Not inlined into the tile loop: there GCC runs out of registers and reloads the pointers of the
 // nonzero loop from the stack on every nonzero (measured 1.05-1.3x on 3x3 layers).
-template <class I, int NV, bool Full>
-__attribute__((noinline)) void csr_rows(const ConvJob& j, int32_t r0, int32_t r1, int32_t q, int last) {
+template <class I, int NV, bool Prefetch, bool Tail = false>
+__attribute__((noinline)) void csr_rows(const ConvJob& j, int32_t r0, int32_t r1, const float* xq,
+                                        int32_t q, int last) {
   using V = typename I::V;
   constexpr int W = I::W;
-  const float* xq = j.X + q;
   for (int32_t r = r0; r < r1; ++r) {
-  const int32_t b = j.rowptr[r], n = j.rowptr[r + 1] - b;
-  const float* __restrict val = j.val + b;
-  const int32_t* __restrict off = j.off + b;
-  V acc[NV];
-  for (int v = 0; v < NV; ++v) acc[v] = I::zero();
-  if (Full) {
+    const int32_t b = j.rowptr[r], n = j.rowptr[r + 1] - b;
+    const float* __restrict val = j.val + b;
+    const int32_t* __restrict off = j.off + b;
+    V acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = I::zero();
     const int pf = (r % NV) * W;
     for (int32_t k = 0; k < n; ++k) {
       const V w = I::set1(val[k]);
       const float* p = xq + off[k];
-      // The next tile's input is ~cin scattered streams the hardware prefetcher cannot follow;
-      // each nonzero fetches one of its lines, rows rotating which one.
-      __builtin_prefetch(p + NV * W + pf, 0, 3);
+      if (Prefetch) __builtin_prefetch(p + NV * W + pf, 0, 3);
       for (int v = 0; v < NV; ++v) acc[v] = I::fma(I::loadu(p + v * W), w, acc[v]);
     }
-  } else {
-    for (int32_t k = 0; k < n; ++k) acc[0] = I::fma(I::load_partial(xq + off[k], last), I::set1(val[k]), acc[0]);
-  }
-  store_tile<I, NV>(j, r, q, acc, Full ? W : last);
+    store_tile<I, NV>(j, r, q, acc, Tail ? last : W);
   }
 }
 
-// Tiles of NV vectors, then (NV > 4) of 4, then single vectors and a partial one.
-template <class I, int NV>
+// One pass of nv <= N vectors (n positions, nv chosen at run time, N unrolled): a short tile keeps
+// several independent accumulators instead of running as single-vector passes, whose FMA chains
+// are latency-bound. Whole vectors are loaded: every layout is readable up to the next vector
+// (padded layouts have slack, in-place 1x1 has whole vectors, gathered tiles are padded).
+template <class I, int N>
+inline void csr_pass_upto(const ConvJob& j, int32_t r0, int32_t r1, const float* xq, int32_t q,
+                          int32_t n) {
+  constexpr int W = I::W;
+  if constexpr (N > 1)
+    if (n <= (N - 1) * W) return csr_pass_upto<I, N - 1>(j, r0, r1, xq, q, n);
+  csr_rows<I, N, false, true>(j, r0, r1, xq, q, n - (N - 1) * W);
+}
+
+// Tiles of NV vectors, then one shorter pass for the rest.
+template <class I, int NV, bool Prefetch>
 void conv2d_csr_run(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
   constexpr int W = I::W;
   int32_t q = q0;
-  for (; q + NV * W <= q1; q += NV * W) csr_rows<I, NV, true>(j, r0, r1, q, W);
-  if constexpr (NV > 4)
-    for (; q + 4 * W <= q1; q += 4 * W) csr_rows<I, 4, true>(j, r0, r1, q, W);
-  for (; q + W <= q1; q += W) csr_rows<I, 1, true>(j, r0, r1, q, W);
-  if (q < q1) csr_rows<I, 1, false>(j, r0, r1, q, q1 - q);
+  for (; q + NV * W <= q1; q += NV * W) csr_rows<I, NV, Prefetch>(j, r0, r1, j.X + q, q, W);
+  if (q < q1) csr_pass_upto<I, NV>(j, r0, r1, j.X + q, q, q1 - q);
+}
+
+// Gathered 1x1 (core/gather.h): per tile of up to kGatherTile positions, one copy of the input
+// block, then passes of up to NV vectors over it; a short tile runs as one pass with fewer
+// vectors (the buffer is padded) instead of single-vector passes.
+template <class I, int NV>
+void conv2d_csr_gathered(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
+  constexpr int W = I::W;
+  float* buf = gather_buffer(j);
+  if (!buf) {
+    *j.failed = 1;
+    return;
+  }
+  for (int32_t q = q0; q < q1; q += kGatherTile) {
+    const int32_t len = q1 - q < kGatherTile ? q1 - q : kGatherTile;
+    gather_tile<I>(j, q, len, buf);
+    for (int32_t s = 0; s < len; s += NV * W) {
+      csr_pass_upto<I, NV>(j, r0, r1, buf + s, q + s, len - s < NV * W ? len - s : NV * W);
+    }
+  }
 }
 
 // NV: vectors per tile on wide layouts (padded, strided or k > 1: one tile spans rows whose loads
-// straddle cache lines, so a longer run per broadcast pays); NVc on compact ones (1x1 in place),
-// where shorter tiles measured faster (tails, short rows of positions).
+// straddle cache lines, so a longer run per broadcast pays); NVc on compact and gathered ones
+// (1x1), where shorter tiles measured faster.
 template <class I, int NV, int NVc>
 void conv2d_csr_impl(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
+  if (j.gather) return conv2d_csr_gathered<I, NVc>(j, r0, r1, q0, q1);
   ConvJob jt = j;
   attach_wide_table<I>(jt, q0, q1);
   if (jt.Wq != jt.OW)
-    conv2d_csr_run<I, NV>(jt, r0, r1, q0, q1);
+    conv2d_csr_run<I, NV, true>(jt, r0, r1, q0, q1);
   else
-    conv2d_csr_run<I, NVc>(jt, r0, r1, q0, q1);
+    conv2d_csr_run<I, NVc, false>(jt, r0, r1, q0, q1);
 }
 }  // namespace
 }  // namespace st

@@ -1,8 +1,10 @@
 // Driver for regular (groups = 1) sparse convolution, CSR and BSR4x1: checks everything,
 // lowers the conv to wide SpMM (core/layout.h), cuts it into tasks and calls the ISA kernel.
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -18,6 +20,41 @@
 
 namespace st {
 namespace {
+
+enum class Conv1x1Path { kNone, kGather, kDirect };
+
+constexpr const char* kPathNames[] = {"auto", "gather", "direct"};
+
+Conv1x1Path parse_path(const char* e, bool* ok) {
+  *ok = true;
+  if (e && std::strcmp(e, "gather") == 0) return Conv1x1Path::kGather;
+  if (e && std::strcmp(e, "direct") == 0) return Conv1x1Path::kDirect;
+  *ok = e && std::strcmp(e, "auto") == 0;
+  return Conv1x1Path::kNone;
+}
+
+// The forced path (kNone = auto); $ST_KERNELS_CONV1X1 gives the initial value.
+std::atomic<int>& forced_path() {
+  static std::atomic<int> forced{[] {
+    bool ok = false;
+    return static_cast<int>(parse_path(std::getenv("ST_KERNELS_CONV1X1"), &ok));
+  }()};
+  return forced;
+}
+
+// Gathering copies cin x 64 floats per tile, which pays when each copied vector feeds enough
+// rows: CSR with >= 20 nonzeros per input channel. Planes under two tiles (7x7: 49 positions) gather
+// always, since in place they run as single-vector passes. Measured with
+// `benchmarks/kernels.py --ops 1x1` under both forced paths (64-1024 channels, 7^2-56^2,
+// 70-95 % sparse); BSR4x1 reads each vector for 4 rows and measured faster in place at >= 14^2.
+// In place needs every channel plane on a cache line; otherwise gathering costs the same copy as
+// packing x whole and keeps it in cache.
+Conv1x1Path conv1x1_path(int32_t block, int32_t cin, int64_t hw, int64_t nnz, bool aligned) {
+  if (auto f = static_cast<Conv1x1Path>(forced_path().load()); f != Conv1x1Path::kNone) return f;
+  if (hw < 2 * kGatherTile || !aligned) return Conv1x1Path::kGather;
+  if (block == 1 && nnz >= 20 * static_cast<int64_t>(cin)) return Conv1x1Path::kGather;
+  return Conv1x1Path::kDirect;
+}
 
 int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const int32_t* indptr,
                   int64_t indptr_len, const int32_t* indices, int64_t nnz, const float* values,
@@ -35,25 +72,31 @@ int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const
 
   const PhaseLayout L = make_layout(s->h, s->w, s->kh, s->kw, s->stride, s->pad);
   const int64_t hw = static_cast<int64_t>(s->h) * s->w;
-  // 1x1/stride 1 reads x in place when every channel plane starts on a cache line; otherwise
-  // (numpy buffers, HW not a multiple of 16) nearly every vector load would straddle two lines,
-  // which costs 1.3-1.7x, far more than one aligned copy of x.
-  const bool ident = L.identity() && reinterpret_cast<uintptr_t>(x) % 64 == 0 && hw % 16 == 0;
+  const int32_t kk = s->kh * s->kw;
+  // 1x1/stride 1 needs no padded layout. Gathered tiles (core/gather.h) read x in place whatever
+  // its alignment; direct reads x in place when every channel plane starts on a cache line
+  // (otherwise nearly every vector load straddles two lines, 1.3-1.7x slower) and else (forced
+  // direct only) packs a copy.
+  const bool aligned = reinterpret_cast<uintptr_t>(x) % 64 == 0 && hw % 16 == 0;
+  const Conv1x1Path path = L.identity() ? conv1x1_path(block, s->cin, hw, nnz, aligned) : Conv1x1Path::kNone;
+  const bool gather = path == Conv1x1Path::kGather;
+  const bool ident = gather || (path == Conv1x1Path::kDirect && aligned);
   const bool packed = L.identity() && !ident;
-  const int64_t chan_pitch = ident ? hw : packed ? (hw + 15) / 16 * 16 : L.chan_pitch;
+  const int64_t chan_pitch = gather ? kGatherTile : ident ? hw : packed ? (hw + 15) / 16 * 16 : L.chan_pitch;
   const int64_t total = chan_pitch * s->cin + (ident ? 0 : layout_slack(L));
-  if (total > INT32_MAX)
-    return Fail(ST_EUNSUPPORTED) << what << ": input of " << total
+  if (total > INT32_MAX || (gather && hw * s->cin > INT32_MAX))
+    return Fail(ST_EUNSUPPORTED) << what << ": input of " << std::max<int64_t>(total, hw * s->cin)
                                  << " floats per image exceeds the 32-bit offsets of the kernels";
 
   int32_t* off = static_cast<int32_t*>(scratch(kSlotOffsets, sizeof(int32_t) * std::max<int64_t>(nnz, 1)));
   float* buf = ident ? nullptr : static_cast<float*>(scratch(kSlotLayout, sizeof(float) * total));
-  if (!off || (!ident && !buf)) return Fail(ST_ENOMEM) << what << ": out of memory for scratch";
-  const int32_t kk = s->kh * s->kw;
-  for (int64_t j = 0; j < nnz; ++j) {
-    const int32_t c = indices[j], ci = c / kk, t = c % kk;
-    off[j] = static_cast<int32_t>(ci * chan_pitch + (L.identity() ? 0 : L.tap_offset(t / s->kw, t % s->kw)));
-  }
+  // Column (channel, tap) -> input offset: a table lookup per nonzero instead of a division.
+  int32_t* col_off = static_cast<int32_t*>(scratch(kSlotColumns, sizeof(int32_t) * cols));
+  if (!off || !col_off || (!ident && !buf)) return Fail(ST_ENOMEM) << what << ": out of memory for scratch";
+  for (int32_t ci = 0; ci < s->cin; ++ci)
+    for (int32_t t = 0; t < kk; ++t)
+      col_off[ci * kk + t] = static_cast<int32_t>(ci * chan_pitch + (L.identity() ? 0 : L.tap_offset(t / s->kw, t % s->kw)));
+  for (int64_t j = 0; j < nnz; ++j) off[j] = col_off[indices[j]];
   if (!ident) std::memset(buf + chan_pitch * s->cin, 0, sizeof(float) * layout_slack(L));
 
   ConvJob job{};
@@ -67,6 +110,11 @@ int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const
   job.OHW = OH * OW;
   job.bias = bias;
   job.act = s->act;
+  job.gather = gather;
+  job.cin = s->cin;
+  job.xpitch = hw;
+  int32_t failed = 0;
+  job.failed = &failed;
   ConvKernel kern = block == 1 ? tbl->conv2d_csr : tbl->conv2d_bsr4x1;
 
   // Tasks: wide-position chunks x row chunks (rows balanced by nonzeros).
@@ -111,6 +159,7 @@ int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const
       const int qi = t % nq, ri = t / nq;
       kern(job, rs[ri], rs[ri + 1], qs[qi], qs[qi + 1]);
     });
+    if (failed) return Fail(ST_ENOMEM) << what << ": out of memory for a thread's tile buffer";
   }
   return ST_OK;
 }
@@ -118,6 +167,17 @@ int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const
 }  // namespace st
 
 extern "C" {
+int st_set_conv1x1_path(const char* path) {
+  st::clear_error();
+  bool ok = false;
+  const st::Conv1x1Path p = st::parse_path(path, &ok);
+  if (!ok)
+    return st::Fail(ST_EINVAL) << "conv1x1 path must be \"auto\", \"gather\" or \"direct\", got \""
+                               << (path ? path : "(null)") << "\"";
+  st::forced_path().store(static_cast<int>(p));
+  return ST_OK;
+}
+const char* st_conv1x1_path(void) { return st::kPathNames[st::forced_path().load()]; }
 int st_conv2d_csr(const st_conv2d_shape* s, const float* x, const int32_t* indptr,
                   int64_t indptr_len, const int32_t* indices, int64_t nnz, const float* values,
                   int64_t values_len, const float* bias, const float* residual, float* out) {

@@ -25,7 +25,17 @@ struct ConvJob {
   const uint16_t* wmask;
   const int32_t* wdst;
   int32_t wbase;
+  // Gathered 1x1 (core/gather.h): X is the raw image, channel c at c * xpitch; kernels copy
+  // tiles of kGatherTile positions of all cin channels into a per-thread buffer and off[j] is
+  // the channel times kGatherTile. Off (false) for the other layouts.
+  bool gather;
+  int32_t cin;
+  int64_t xpitch;
+  int32_t* failed;        // set to 1 by a kernel that could not get its scratch buffer
 };
+
+// Positions per gathered tile; conv task boundaries (core/partition.h kQuantum) are multiples.
+constexpr int32_t kGatherTile = 64;
 
 // Depthwise: each channel is its own one-row problem over a per-thread padded copy of its plane.
 struct PhaseLayout;

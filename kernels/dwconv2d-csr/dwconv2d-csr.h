@@ -45,7 +45,7 @@ void dwconv2d_csr_impl(const DwJob& j, int32_t c0, int32_t c1) {
     cj.res = j.res ? j.res + c * out_plane : nullptr;
     cj.out = j.out + c * out_plane;
     cj.act = j.act;
-    conv2d_csr_run<I, NV>(cj, 0, 1, 0, cj.Q);
+    conv2d_csr_run<I, NV, true>(cj, 0, 1, 0, cj.Q);
   }
 }
 }  // namespace

@@ -62,6 +62,11 @@ ST_API int st_isa_available(const char* isa);    /* 1 if this CPU and build can 
 ST_API int st_set_isa(const char* isa);          /* force a variant; "auto" = best available */
 ST_API int st_set_num_threads(int32_t n);        /* n >= 1; default: CPUs in this process's affinity mask */
 ST_API int32_t st_get_num_threads(void);
+/* Path of sparse 1x1/stride-1 convs: "gather" (tiles of all channels copied to a per-thread
+ * buffer), "direct" (x read in place, packed first if unaligned) or "auto" (by shape, the
+ * default; $ST_KERNELS_CONV1X1 sets the initial value). For benchmarks and tests. */
+ST_API int st_set_conv1x1_path(const char* path);
+ST_API const char* st_conv1x1_path(void);
 /* The variants of kernels.inc: name "op-format-isa"; *built = 1 if compiled for this arch. */
 ST_API int32_t st_variant_count(void);
 ST_API const char* st_variant_name(int32_t i, int32_t* built);

@@ -16,12 +16,14 @@ from .formats import bsr4x1_fill, to_bsr4x1, to_csr
 from .layers import FORMATS, SparseConv2d, SparseLinear
 from .ops import (ACTS, aligned_empty, conv2d_bsr4x1, conv2d_csr, dwconv2d, dwconv2d_csr,
                   linear_csr, validate_sparse)
-from .runtime import (ISAS, available_isas, get_num_threads, isa, isa_available, set_isa,
-                      set_num_threads, use_isa, variants)
+from .runtime import (CONV1X1_PATHS, ISAS, available_isas, conv1x1_path, get_num_threads, isa,
+                      isa_available, set_conv1x1_path, set_isa, set_num_threads, use_conv1x1_path,
+                      use_isa, variants)
 
 __all__ = [
-    "ACTS", "FORMATS", "ISAS", "KernelError", "SparseConv2d", "SparseLinear", "aligned_empty",
-    "available_isas", "bsr4x1_fill", "conv2d_bsr4x1", "conv2d_csr", "dwconv2d", "dwconv2d_csr",
-    "get_num_threads", "isa", "isa_available", "library_path", "linear_csr", "load", "set_isa",
-    "set_num_threads", "to_bsr4x1", "to_csr", "use_isa", "validate_sparse", "variants",
+    "ACTS", "CONV1X1_PATHS", "FORMATS", "ISAS", "KernelError", "SparseConv2d", "SparseLinear",
+    "aligned_empty", "available_isas", "bsr4x1_fill", "conv1x1_path", "conv2d_bsr4x1", "conv2d_csr",
+    "dwconv2d", "dwconv2d_csr", "get_num_threads", "isa", "isa_available", "library_path",
+    "linear_csr", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "to_bsr4x1", "to_csr",
+    "use_conv1x1_path", "use_isa", "validate_sparse", "variants",
 ]

@@ -53,6 +53,36 @@ def use_isa(name: str) -> Iterator[None]:
         set_isa(before)
 
 
+CONV1X1_PATHS = ("auto", "gather", "direct")
+
+
+def conv1x1_path() -> str:
+    """How sparse 1x1/stride-1 convs read their input: "auto" (by shape), "gather" or "direct"."""
+    return str(call("conv1x1_path"))
+
+
+def set_conv1x1_path(name: str) -> None:
+    """Forces the 1x1 path (benchmarks and tests compare them); "auto" restores the choice by shape.
+
+    "gather" copies tiles of 64 positions of every channel into a per-thread buffer, "direct" reads
+    the input in place (packing a copy first when it is not 64-byte aligned).
+    """
+    if name not in CONV1X1_PATHS:
+        raise DeployError(f"conv1x1 path must be one of {CONV1X1_PATHS}, got {name!r}")
+    call("set_conv1x1_path", name)
+
+
+@contextmanager
+def use_conv1x1_path(name: str) -> Iterator[None]:
+    """Runs the block with 1x1 path `name`, restoring the previous one afterwards."""
+    before = conv1x1_path()
+    set_conv1x1_path(name)
+    try:
+        yield
+    finally:
+        set_conv1x1_path(before)
+
+
 def set_num_threads(n: int) -> None:
     """Threads used by every kernel (default: CPUs in the process's affinity mask)."""
     call("set_num_threads", int(n))

@@ -107,3 +107,47 @@ def test_functional_api_and_out_argument():
                        padding=1, out=out)
     assert got is out and out.ctypes.data % 64 == 0
     assert_close(out, conv_ref(x, w, None, 2, 1, 1, "none"))
+
+
+def unaligned_copy(a: np.ndarray) -> np.ndarray:
+    """`a` in a buffer that starts 4 bytes past a 64-byte boundary."""
+    buf = K.aligned_empty((a.size + 16,))
+    out = buf[1:1 + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 == 4
+    return out
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("path", ["gather", "direct", "auto"])
+@pytest.mark.parametrize("hw", [(7, 7), (8, 16), (9, 17), (16, 12), (28, 28)])
+def test_conv1x1_paths(isa, fmt, path, hw):
+    # 1x1/stride 1 runs gathered tiles of 64 positions or reads x in place; both on the same
+    # shapes: planes under one tile, whole tiles, a partial last tile, aligned and unaligned x.
+    h, w = hw
+    rng = np.random.default_rng(h * 100 + w)
+    with K.use_conv1x1_path(path):
+        for n, cin, cout, sparsity, residual in [(1, 40, 36, 0.5, True), (3, 9, 7, 0.8, False),
+                                                (1, 3, 130, 0.0, True)]:
+            x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+            wt = sparse_weight((cout, cin, 1, 1), sparsity, rng, block4=fmt == "bsr4x1")
+            wt[1] = 0.0  # an empty row
+            b = rng.standard_normal(cout).astype(np.float32)
+            res = rng.standard_normal((n, cout, h, w)).astype(np.float32) if residual else None
+            layer = K.SparseConv2d.from_dense(wt, b, act="relu6", fmt=fmt)
+            want = conv_ref(x, wt, b, 1, 0, 1, "relu6", res)
+            assert_close(layer(x, res), want)
+            assert_close(layer(unaligned_copy(x), res), want)
+
+
+@pytest.mark.parametrize("path", ["gather", "direct"])
+def test_conv1x1_paths_threads(threads, path):
+    with K.use_conv1x1_path(path):
+        run_case("csr", 2, 70, 66, 23, 21, 1, 1, 0.6, "relu", True, seed=31)
+        run_case("bsr4x1", 1, 64, 64, 28, 28, 1, 1, 0.9, "none", False, seed=32)
+
+
+def test_conv1x1_path_setting():
+    assert K.conv1x1_path() in K.CONV1X1_PATHS
+    with pytest.raises(Exception, match="conv1x1 path"):
+        K.set_conv1x1_path("fast")

@@ -249,10 +249,24 @@ int main() {
           for (double sp : {0.0, 0.6, 0.97}) {
             Case c{1 + (k == 3), 3 + k, 5 + (k % 4), 9 + k, 7 + 2 * stride, k, stride, (k - 1) / 2,
                    (k + stride) % 3, sp, sp != 0.6, k != 5};
-            run_case(isa, c);
+            if (k == 1 && stride == 1) {
+              // Both 1x1 paths on the same shape (auto picks by shape).
+              for (const char* path : {"gather", "direct"}) {
+                st_set_conv1x1_path(path);
+                run_case(isa, c);
+              }
+              st_set_conv1x1_path("auto");
+            } else {
+              run_case(isa, c);
+            }
             if (k > 1) run_dw(isa, c);
           }
       run_case(isa, Case{1, 40, 36, 20, 19, 3, 1, 1, 1, 0.5, true, true});  // large enough to split
+      for (const char* path : {"gather", "direct"}) {  // 1x1 with several tiles and a partial one
+        st_set_conv1x1_path(path);
+        run_case(isa, Case{2, 33, 30, 13, 11, 1, 1, 0, 2, 0.7, true, true});
+      }
+      st_set_conv1x1_path("auto");
       run_dw(isa, Case{2, 24, 24, 30, 30, 5, 1, 2, 2, 0.4, true, true});
       run_linear(isa, 3, 300, 17, 0.8, 0);
       run_linear(isa, 1, 5, 3, 0.0, 1);

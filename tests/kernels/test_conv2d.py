@@ -151,3 +151,13 @@ def test_conv1x1_path_setting():
     assert K.conv1x1_path() in K.CONV1X1_PATHS
     with pytest.raises(Exception, match="conv1x1 path"):
         K.set_conv1x1_path("fast")
+
+
+@pytest.mark.parametrize("k,stride,w", [(3, 1, 14), (3, 1, 30), (3, 1, 29), (5, 1, 60), (7, 1, 58),
+                                        (3, 2, 28), (5, 2, 56), (3, 1, 9)])
+def test_wide_row_widths(isa, k, stride, w):
+    # Wide rows of 16, 32 and 64 floats (whole vectors), just under and over, and one tile-sized
+    # row: the tile passes and their shorter last pass.
+    run_case("csr", 1, 7, 13, 5, w, k, stride, 0.6, "relu", True, seed=k * 100 + w)
+    run_case("csr", 2, 3, 5, 7, w, k, stride, 0.0, "relu6", False, seed=w)
+    run_case("csr", 1, 16, 9, 6, w, k, stride, 0.97, "none", True, seed=w + 1)

@@ -7,7 +7,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import ops
-from ._lib import KernelError
+from ._lib import KernelError, load
 from .formats import to_bsr4x1, to_csr, to_numpy
 
 FORMATS = ("csr", "bsr4x1", "dense")
@@ -19,6 +19,10 @@ def _pair(v: Union[int, tuple[int, ...], list[int]], name: str) -> int:
             raise KernelError(f"{name} {tuple(v)}: only equal values for height and width are supported")
         return int(v[0])
     return int(v)
+
+
+def _plain(a: Any) -> bool:
+    return type(a) is np.ndarray and a.dtype == np.float32 and a.flags.c_contiguous
 
 
 class SparseConv2d:
@@ -44,6 +48,8 @@ class SparseConv2d:
         k2 = kernel_size * kernel_size
         dense = out_channels * k2 * (1 if kind == "depthwise" else in_channels)
         self.density = nnz / dense
+        self._bound: Optional[tuple[Any, tuple[Any, ...], tuple[int, ...]]] = None
+        self._out_shapes: dict[tuple[int, ...], tuple[int, int, int, int]] = {}
 
     @classmethod
     def from_dense(cls, weight: Any, bias: Any = None, stride: Union[int, tuple[int, int]] = 1,
@@ -95,7 +101,48 @@ class SparseConv2d:
         oh, ow = ops.conv_out_hw(h, w, self.kernel_size, self.kernel_size, self.stride, self.padding)
         return (n, self.out_channels, oh, ow)
 
+    def _bind(self) -> tuple[Any, tuple[Any, ...], tuple[int, ...]]:
+        """The kernel function, the weight arrays as tvm-ffi tensors and the integer arguments.
+
+        Built at the first call (the library loads lazily); passing numpy weights costs a DLPack
+        conversion per array on every call, which is most of a small layer's time.
+        """
+        import tvm_ffi
+
+        act = ops.act_code(self.act)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        if self.kind == "depthwise" and self.fmt == "dense":
+            name, ints = "dwconv2d", (s, p, act)
+        elif self.kind == "depthwise":
+            name, ints = "dwconv2d_csr", (k, s, p, act)
+        else:
+            name = "conv2d_csr" if self.fmt == "csr" else "conv2d_bsr"
+            ints = (k, k, s, p, act) + ((4,) if self.fmt == "bsr4x1" else ())
+        consts = tuple(tvm_ffi.from_dlpack(np.ascontiguousarray(a)) for a in self.arrays)
+        bias = None if self.bias is None else tvm_ffi.from_dlpack(np.ascontiguousarray(self.bias, "float32"))
+        return getattr(load(), name), consts + (bias,), ints
+
+    def _fast_call(self, x: np.ndarray, residual: Optional[np.ndarray], out: Optional[np.ndarray]) -> np.ndarray:
+        if self._bound is None:
+            self._bound = self._bind()
+        fn, consts, ints = self._bound
+        if out is None:
+            shape = self._out_shapes.get(x.shape)
+            if shape is None:
+                shape = self._out_shapes[x.shape] = self.output_shape(x.shape)
+            out = ops.aligned_empty(shape)
+        try:
+            fn(x, *consts, residual, *ints, out)
+        except ValueError as e:
+            raise KernelError(str(e).strip()) from None
+        return out
+
     def __call__(self, x: Any, residual: Any = None, out: Any = None) -> Any:
+        # numpy float32 C-contiguous arguments go straight to the kernel; anything else (torch,
+        # other dtypes, views) takes the converting path of ops.
+        if (_plain(x) and x.ndim == 4 and (residual is None or _plain(residual))
+                and (out is None or _plain(out))):
+            return self._fast_call(x, residual, out)
         kw = dict(stride=self.stride, padding=self.padding, act=self.act, out=out)
         if self.kind == "depthwise":
             if self.fmt == "dense":

@@ -54,11 +54,14 @@ def as_dtype(a: Array, dtype: str, name: str) -> Array:
 
 def aligned_empty(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """Uninitialised numpy array whose data starts on a 64-byte boundary (full cache lines)."""
-    itemsize = np.dtype(dtype).itemsize
-    n = int(np.prod(shape)) if shape else 1
-    raw = np.empty(n * itemsize + 64, dtype=np.uint8)
-    start = (-raw.ctypes.data) % 64
-    return raw[start : start + n * itemsize].view(dtype).reshape(shape)
+    dt = np.dtype(dtype)
+    n = 1
+    for d in shape:
+        n *= int(d)
+    raw = np.empty(n * dt.itemsize + 64, dtype=np.uint8)
+    # __array_interface__ rather than .ctypes: this runs on every layer call without `out`.
+    start = (-raw.__array_interface__["data"][0]) % 64
+    return raw[start : start + n * dt.itemsize].view(dt).reshape(shape)
 
 
 def _new_out(like: Array, shape: tuple[int, ...]) -> Array:

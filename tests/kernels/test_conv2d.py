@@ -161,3 +161,33 @@ def test_wide_row_widths(isa, k, stride, w):
     run_case("csr", 1, 7, 13, 5, w, k, stride, 0.6, "relu", True, seed=k * 100 + w)
     run_case("csr", 2, 3, 5, 7, w, k, stride, 0.0, "relu6", False, seed=w)
     run_case("csr", 1, 16, 9, 6, w, k, stride, 0.97, "none", True, seed=w + 1)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "bsr4x1", "dw-dense", "dw-csr"])
+def test_layer_call_paths_agree_and_check(fmt):
+    # A layer called with numpy float32 C-contiguous arrays passes its bound weights straight to
+    # the kernel; views, float64 and torch go through ops' conversions. Same results, same errors.
+    rng = np.random.default_rng(41)
+    if fmt.startswith("dw"):
+        w = sparse_weight((6, 1, 3, 3), 0.4, rng)
+        layer = K.SparseConv2d.from_dense(w, None, padding=1, groups=6, act="relu",
+                                          fmt=fmt.split("-")[1])
+        groups = 6
+    else:
+        w = sparse_weight((8, 6, 3, 3), 0.6, rng, block4=fmt == "bsr4x1")
+        layer = K.SparseConv2d.from_dense(w, None, padding=1, act="relu", fmt=fmt)
+        groups = 1
+    x = rng.standard_normal((2, 6, 9, 7)).astype(np.float32)
+    want = conv_ref(x, w, None, 1, 1, groups, "relu")
+    assert_close(layer(x), want)
+    assert_close(layer(x.astype(np.float64)), want)
+    wide = np.zeros((2, 6, 9, 14), np.float32)
+    wide[..., ::2] = x
+    assert_close(layer(wide[..., ::2]), want)  # a strided view
+    assert_close(layer(torch.from_numpy(x)).numpy(), want)
+    with pytest.raises(K.KernelError):
+        layer(rng.standard_normal((2, 5, 9, 7)).astype(np.float32))  # wrong channel count
+    with pytest.raises(K.KernelError):
+        layer(x, out=K.aligned_empty((2, w.shape[0], 9, 6)))
+    with pytest.raises(K.KernelError):
+        layer(x, rng.standard_normal((2, w.shape[0], 9, 6)).astype(np.float32))

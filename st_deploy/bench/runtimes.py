@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,7 +39,7 @@ class BenchSource:
 
     def key(self) -> str:
         base = self.ticket.sha256 if self.ticket and self.ticket.sha256 else str(self.artifact)
-        return hashlib.sha256(f"{base}:{self.target}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{base}:{self.target}:{toolkit_fingerprint()}".encode()).hexdigest()[:16]
 
     def compacted(self) -> Ticket:
         if "compact" not in self._cache:
@@ -69,6 +70,39 @@ class BenchSource:
                        input_shape=(1, *shape[1:]))
             self._cache[key] = out
         return self._cache[key]
+
+
+@lru_cache(maxsize=1)
+def toolkit_fingerprint() -> str:
+    """What an exported artifact depends on besides the ticket: the st-deploy version, the kernel
+    sources and the cost tables the planner reads. Cached artifacts are keyed by it, so a changed
+    kernel or planner re-exports instead of benchmarking a stale artifact."""
+    from .. import __version__
+    from ..plan.cost import cache_dir
+
+    h = hashlib.sha256(__version__.encode())
+    try:
+        from ..export.tvm.kernel_objects import kernel_sources
+        src: Path | None = kernel_sources()
+    except Exception:  # no TVM or no shipped sources: the ORT library's bytes stand in
+        src = None
+    if src is not None:
+        for p in sorted(src.rglob("*")):
+            if p.is_file() and p.suffix in (".cc", ".h", ".inc", ".txt", ".cu", ".cuh"):
+                h.update(str(p.relative_to(src)).encode())
+                h.update(p.read_bytes())
+    else:
+        from ..libpath import candidates
+        for p in candidates("libst_deploy_ort.so")[:1]:
+            if p.is_file():
+                h.update(p.read_bytes())
+    tables = [Path(__file__).resolve().parents[1] / "plan" / "default_cost.json",
+              *sorted(cache_dir().glob("cost-*.json"))]
+    for p in tables:
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _torch_runner(module: torch.nn.Module, threads: int) -> RunFn:

@@ -55,7 +55,7 @@ void conv2d_bsr4x1_gathered(const ConvJob& j, int32_t br0, int32_t br1, int32_t 
   constexpr int W = I::W;
   float* buf = gather_buffer(j);
   if (!buf) {
-    *j.failed = 1;
+    __atomic_store_n(j.failed, 1, __ATOMIC_RELAXED);  // reported by the driver as ST_ENOMEM
     return;
   }
   for (int32_t q = q0; q < q1; q += kGatherTile) {

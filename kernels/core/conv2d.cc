@@ -33,11 +33,15 @@ Conv1x1Path parse_path(const char* e, bool* ok) {
   return Conv1x1Path::kNone;
 }
 
-// The forced path (kNone = auto); $ST_KERNELS_CONV1X1 gives the initial value.
+// The forced path (kNone = auto); $ST_KERNELS_CONV1X1 gives the initial value, and a value that
+// is none of the names makes every conv call fail (kBadEnv) rather than silently run auto.
+constexpr int kBadEnv = -1;
 std::atomic<int>& forced_path() {
   static std::atomic<int> forced{[] {
+    const char* env = std::getenv("ST_KERNELS_CONV1X1");
     bool ok = false;
-    return static_cast<int>(parse_path(std::getenv("ST_KERNELS_CONV1X1"), &ok));
+    const int p = static_cast<int>(parse_path(env, &ok));
+    return env && !ok ? kBadEnv : p;
   }()};
   return forced;
 }
@@ -51,7 +55,7 @@ std::atomic<int>& forced_path() {
 // faster than gathering the same floats tile by tile for sparse layers (98 %, 144 -> 36 at 28^2:
 // the copy is most of the time).
 Conv1x1Path conv1x1_path(int32_t block, int32_t cin, int64_t hw, int64_t nnz) {
-  if (auto f = static_cast<Conv1x1Path>(forced_path().load()); f != Conv1x1Path::kNone) return f;
+  if (const int f = forced_path().load(); f > 0) return static_cast<Conv1x1Path>(f);
   if (hw < 2 * kGatherTile) return Conv1x1Path::kGather;
   if (block == 1 && nnz >= 20 * static_cast<int64_t>(cin)) return Conv1x1Path::kGather;
   return Conv1x1Path::kDirect;
@@ -71,6 +75,9 @@ int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const
                                values_len))
     return rc;
 
+  if (forced_path().load() == kBadEnv)
+    return Fail(ST_EINVAL) << what << ": ST_KERNELS_CONV1X1=" << std::getenv("ST_KERNELS_CONV1X1")
+                           << " is not one of auto, gather, direct";
   const PhaseLayout L = make_layout(s->h, s->w, s->kh, s->kw, s->stride, s->pad);
   const int64_t hw = static_cast<int64_t>(s->h) * s->w;
   const int32_t kk = s->kh * s->kw;
@@ -85,8 +92,8 @@ int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const
   const bool packed = L.identity() && !ident;
   const int64_t chan_pitch = gather ? kGatherTile : ident ? hw : packed ? (hw + 15) / 16 * 16 : L.chan_pitch;
   const int64_t total = chan_pitch * s->cin + (ident ? 0 : layout_slack(L));
-  if (total > INT32_MAX || (gather && hw * s->cin > INT32_MAX))
-    return Fail(ST_EUNSUPPORTED) << what << ": input of " << std::max<int64_t>(total, hw * s->cin)
+  if (total > INT32_MAX)
+    return Fail(ST_EUNSUPPORTED) << what << ": input of " << total
                                  << " floats per image exceeds the 32-bit offsets of the kernels";
 
   int32_t* off = static_cast<int32_t*>(scratch(kSlotOffsets, sizeof(int32_t) * std::max<int64_t>(nnz, 1)));
@@ -178,7 +185,10 @@ int st_set_conv1x1_path(const char* path) {
   st::forced_path().store(static_cast<int>(p));
   return ST_OK;
 }
-const char* st_conv1x1_path(void) { return st::kPathNames[st::forced_path().load()]; }
+const char* st_conv1x1_path(void) {
+  const int p = st::forced_path().load();
+  return p == st::kBadEnv ? "invalid" : st::kPathNames[p];
+}
 int st_conv2d_csr(const st_conv2d_shape* s, const float* x, const int32_t* indptr,
                   int64_t indptr_len, const int32_t* indices, int64_t nnz, const float* values,
                   int64_t values_len, const float* bias, const float* residual, float* out) {

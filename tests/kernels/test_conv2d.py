@@ -191,3 +191,23 @@ def test_layer_call_paths_agree_and_check(fmt):
         layer(x, out=K.aligned_empty((2, w.shape[0], 9, 6)))
     with pytest.raises(K.KernelError):
         layer(x, rng.standard_normal((2, w.shape[0], 9, 6)).astype(np.float32))
+
+
+def test_conv1x1_path_env_typo_is_an_error():
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np, st_deploy.kernels as K\n"
+            "w = np.ones((2, 3, 1, 1), np.float32)\n"
+            "layer = K.SparseConv2d.from_dense(w)\n"
+            "try:\n"
+            "    layer(np.ones((1, 3, 4, 4), np.float32))\n"
+            "except K.KernelError as e:\n"
+            "    print('ERR', e)\n"
+            "K.set_conv1x1_path('auto')\n"
+            "print('OK', float(layer(np.ones((1, 3, 4, 4), np.float32)).sum()))\n")
+    env = dict(os.environ, ST_KERNELS_CONV1X1="gahter")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert "ERR" in out.stdout and "ST_KERNELS_CONV1X1=gahter" in out.stdout, out.stdout + out.stderr
+    assert "OK 96.0" in out.stdout, out.stdout + out.stderr

@@ -52,18 +52,9 @@ inline void bsr4_pass_upto(const ConvJob& j, int32_t br0, int32_t br1, const flo
 // Gathered 1x1 (core/gather.h), as conv2d_csr_gathered.
 template <class I, int NV>
 void conv2d_bsr4x1_gathered(const ConvJob& j, int32_t br0, int32_t br1, int32_t q0, int32_t q1) {
-  constexpr int W = I::W;
-  float* buf = gather_buffer(j);
-  if (!buf) {
-    __atomic_store_n(j.failed, 1, __ATOMIC_RELAXED);  // reported by the driver as ST_ENOMEM
-    return;
-  }
-  for (int32_t q = q0; q < q1; q += kGatherTile) {
-    const int32_t len = q1 - q < kGatherTile ? q1 - q : kGatherTile;
-    gather_tile<I>(j, q, len, buf);
-    for (int32_t s = 0; s < len; s += NV * W)
-      bsr4_pass_upto<I, NV>(j, br0, br1, buf + s, q + s, len - s < NV * W ? len - s : NV * W);
-  }
+  for_each_gathered_run<I>(j, q0, q1, NV * I::W, [&](const float* xb, int32_t q, int32_t n) {
+    bsr4_pass_upto<I, NV>(j, br0, br1, xb, q, n);
+  });
 }
 
 template <class I, int NV>

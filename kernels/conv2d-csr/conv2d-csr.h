@@ -65,19 +65,9 @@ void conv2d_csr_run(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_
 // vectors (the buffer is padded) instead of single-vector passes.
 template <class I, int NV>
 void conv2d_csr_gathered(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
-  constexpr int W = I::W;
-  float* buf = gather_buffer(j);
-  if (!buf) {
-    __atomic_store_n(j.failed, 1, __ATOMIC_RELAXED);  // reported by the driver as ST_ENOMEM
-    return;
-  }
-  for (int32_t q = q0; q < q1; q += kGatherTile) {
-    const int32_t len = q1 - q < kGatherTile ? q1 - q : kGatherTile;
-    gather_tile<I>(j, q, len, buf);
-    for (int32_t s = 0; s < len; s += NV * W) {
-      csr_pass_upto<I, NV>(j, r0, r1, buf + s, q + s, len - s < NV * W ? len - s : NV * W);
-    }
-  }
+  for_each_gathered_run<I>(j, q0, q1, NV * I::W, [&](const float* xb, int32_t q, int32_t n) {
+    csr_pass_upto<I, NV>(j, r0, r1, xb, q, n);
+  });
 }
 
 // NV: vectors per tile on wide layouts (padded, strided or k > 1: one tile spans rows whose loads

@@ -32,5 +32,22 @@ inline void gather_tile(const ConvJob& j, int32_t q, int32_t len, float* buf) {
     if (rest) I::storeu(d + full * W, I::load_partial(s + full * W, rest));  // zero-fills lanes >= rest
   }
 }
+
+// Gathers [q0, q1) tile by tile and calls pass(block, q, n) for runs of at most `run` positions of
+// each tile (block: the run's first position in the buffer). A failed buffer allocation sets
+// *j.failed, which the driver reports as ST_ENOMEM.
+template <class I, class Pass>
+inline void for_each_gathered_run(const ConvJob& j, int32_t q0, int32_t q1, int32_t run, Pass&& pass) {
+  float* buf = gather_buffer(j);
+  if (!buf) {
+    __atomic_store_n(j.failed, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  for (int32_t q = q0; q < q1; q += kGatherTile) {
+    const int32_t len = q1 - q < kGatherTile ? q1 - q : kGatherTile;
+    gather_tile<I>(j, q, len, buf);
+    for (int32_t s = 0; s < len; s += run) pass(buf + s, q + s, len - s < run ? len - s : run);
+  }
+}
 }  // namespace
 }  // namespace st

@@ -6,7 +6,10 @@
 // call by call (41 rounds, order flipped every round), so machine-wide drift hits both alike;
 // prints median microseconds, A/B (> 1: B is faster) and the largest output difference.
 // Env: UNALIGNED=1 offsets x by 16 bytes (what a numpy or ORT graph input can be);
-//      FLUSH=1 touches 8 MB between calls (cold caches).
+//      FLUSH=1 touches FLUSH_MB (default 8) MB between calls: 8 leaves x in L3, 64 sends it to
+//      DRAM, as ONNX Runtime and torch interleaved by benchmarks/kernels.py do;
+//      PLAN=1 runs a build that has st_conv2d_plan_* through a plan made once per layer (what
+//      ONNX Runtime and the Python layers do); a build without it keeps the per-call API.
 // Driven by benchmarks/kernel_ab.sh, which builds the two .so files from git revisions.
 #include <dlfcn.h>
 
@@ -25,6 +28,10 @@ namespace {
 using ConvFn = int (*)(const st_conv2d_shape*, const float*, const int32_t*, int64_t, const int32_t*, int64_t,
                        const float*, int64_t, const float*, const float*, float*);
 using ThreadsFn = int (*)(int32_t);
+using PlanCreateFn = int (*)(int32_t, const st_conv2d_shape*, const int32_t*, int64_t, const int32_t*, int64_t,
+                             const float*, int64_t, st_conv2d_plan**);
+using PlanRunFn = int (*)(const st_conv2d_plan*, int32_t, const float*, const float*, const float*, float*);
+using PlanFreeFn = void (*)(st_conv2d_plan*);
 
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -68,6 +75,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   ConvFn fns[2][2];
+  PlanCreateFn pcreate[2] = {nullptr, nullptr};
+  PlanRunFn prun[2] = {nullptr, nullptr};
+  PlanFreeFn pfree[2] = {nullptr, nullptr};
+  const bool use_plans = std::getenv("PLAN") != nullptr;
   for (int i = 0; i < 2; ++i) {
     void* h = dlopen(argv[1 + i], RTLD_NOW | RTLD_LOCAL);
     if (!h) {
@@ -76,11 +87,18 @@ int main(int argc, char** argv) {
     }
     fns[i][0] = reinterpret_cast<ConvFn>(dlsym(h, "st_conv2d_csr"));
     fns[i][1] = reinterpret_cast<ConvFn>(dlsym(h, "st_conv2d_bsr4x1"));
+    if (use_plans) {
+      pcreate[i] = reinterpret_cast<PlanCreateFn>(dlsym(h, "st_conv2d_plan_create"));
+      prun[i] = reinterpret_cast<PlanRunFn>(dlsym(h, "st_conv2d_plan_run"));
+      pfree[i] = reinterpret_cast<PlanFreeFn>(dlsym(h, "st_conv2d_plan_free"));
+      std::printf("%s: %s\n", argv[1 + i], pcreate[i] ? "plan per layer" : "per-call API (no plans in this build)");
+    }
     reinterpret_cast<ThreadsFn>(dlsym(h, "st_set_num_threads"))(1);
   }
   const bool flush = std::getenv("FLUSH") != nullptr;
   const int shift = std::getenv("UNALIGNED") ? 4 : 0;
-  std::vector<char> junk(8 << 20);
+  const char* mb = std::getenv("FLUSH_MB");
+  std::vector<char> junk(static_cast<size_t>(mb ? std::atoi(mb) : 8) << 20);
   const char* spec = argc > 3 ? argv[3] : "64x56k3,256x28k3,256x14k3,64x56k1,256x28k1,256x14k1,512x7k1,128x28k3s2";
   std::mt19937 g(1);
   std::uniform_real_distribution<float> U(0, 1);
@@ -107,21 +125,32 @@ int main(int argc, char** argv) {
       float* outs[2] = {o0.data(), o1.data()};
       st_conv2d_shape s{1, l.cin, l.hw, l.hw, l.cout, l.k, l.k, l.stride, pad, 1};
       std::vector<double> t[2];
+      st_conv2d_plan* plans[2] = {nullptr, nullptr};
+      for (int i = 0; i < 2; ++i)
+        if (pcreate[i] &&
+            pcreate[i](bsr ? 4 : 1, &s, ip.data(), static_cast<int64_t>(ip.size()), ix.data(),
+                       static_cast<int64_t>(ix.size()), v.data(), static_cast<int64_t>(v.size()), &plans[i])) {
+          std::fprintf(stderr, "%s: plan failed\n", argv[1 + i]);
+          return 1;
+        }
       for (int rep = 0; rep < 41; ++rep)
         for (int j = 0; j < 2; ++j) {
           const int i = rep % 2 ? 1 - j : j;
           if (flush)
             for (size_t z = 0; z < junk.size(); z += 64) junk[z]++;
           const double t0 = now();
-          const int rc = fns[i][bsr](&s, xa, ip.data(), static_cast<int64_t>(ip.size()), ix.data(),
-                                     static_cast<int64_t>(ix.size()), v.data(), static_cast<int64_t>(v.size()),
-                                     b.data(), nullptr, outs[i]);
+          const int rc = plans[i] ? prun[i](plans[i], 1, xa, b.data(), nullptr, outs[i])
+                                  : fns[i][bsr](&s, xa, ip.data(), static_cast<int64_t>(ip.size()), ix.data(),
+                                                static_cast<int64_t>(ix.size()), v.data(),
+                                                static_cast<int64_t>(v.size()), b.data(), nullptr, outs[i]);
           t[i].push_back(now() - t0);
           if (rc) {
             std::fprintf(stderr, "%s failed with %d\n", argv[1 + i], rc);
             return 1;
           }
         }
+      for (int i = 0; i < 2; ++i)
+        if (plans[i]) pfree[i](plans[i]);
       double diff = 0;
       for (size_t z = 0; z < on; ++z) diff = std::max(diff, static_cast<double>(std::fabs(o0[z] - o1[z])));
       for (auto& tt : t) std::sort(tt.begin(), tt.end());

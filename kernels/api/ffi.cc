@@ -2,7 +2,9 @@
 // R.call_dps_packed("st_deploy.<name>", ...). Registered as globals "st_deploy.<name>" and also
 // exported as module symbols <name> for tvm_ffi.load_module(...).<name>.
 // Every tensor is checked (device, dtype, rank, shape, contiguity) before the C layer, which then
-// validates the sparse pattern itself; faults become tvm-ffi ValueError / RuntimeError.
+// validates the sparse pattern itself (conv2d_csr/bsr: when it makes the layer's plan, kept while
+// the same arrays come back unchanged, see cached_plan); faults become tvm-ffi ValueError /
+// RuntimeError.
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/tensor.h>
 #include <tvm/ffi/error.h>
@@ -11,8 +13,12 @@
 #include <tvm/ffi/reflection/registry.h>
 #include <tvm/ffi/string.h>
 
+#include <cstring>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "../include/st_kernels.h"
@@ -117,6 +123,53 @@ ConvArgs conv_args(const char* op, const TensorView& x, const Optional<TensorVie
   return a;
 }
 
+// Plans for the per-call entry points. TVM's call_dps_packed hands a layer the same constant
+// weight tensors on every run: keyed by the arrays' addresses and the shape, a plan found here is
+// used only if its own copy still equals the arrays (st_conv2d_plan_matches, a byte compare that
+// costs less than the checks it saves), so reused or modified memory never runs a stale plan.
+struct PlanKey {
+  const void *ip, *ix, *v;
+  int32_t block;
+  st_conv2d_shape s;
+  bool operator==(const PlanKey& o) const { return std::memcmp(this, &o, sizeof(PlanKey)) == 0; }
+};
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    size_t h = 1469598103934665603ull;
+    const unsigned char* b = reinterpret_cast<const unsigned char*>(&k);
+    for (size_t i = 0; i < sizeof(PlanKey); ++i) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+  }
+};
+
+std::shared_ptr<st_conv2d_plan> cached_plan(int32_t block, const st_conv2d_shape& shape, const int32_t* ip,
+                                            int64_t nip, const int32_t* ix, int64_t nix, const float* v,
+                                            int64_t nv) {
+  static std::mutex mu;
+  static std::unordered_map<PlanKey, std::shared_ptr<st_conv2d_plan>, PlanKeyHash> cache;
+  PlanKey key;
+  std::memset(&key, 0, sizeof(key));  // padding bytes take part in == and the hash
+  key.ip = ip;
+  key.ix = ix;
+  key.v = v;
+  key.block = block;
+  key.s = shape;
+  key.s.n = 1;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end() && st_conv2d_plan_matches(it->second.get(), block, &key.s, ip, nip, ix, nix, v, nv))
+      return it->second;
+  }
+  st_conv2d_plan* made = nullptr;
+  check_rc(st_conv2d_plan_create(block, &key.s, ip, nip, ix, nix, v, nv, &made));
+  std::shared_ptr<st_conv2d_plan> plan(made, st_conv2d_plan_free);
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache.size() >= 512) cache.clear();  // many distinct layers (tests, fuzzing): start over
+  cache[key] = plan;
+  return plan;
+}
+
 void conv2d_csr(TensorView x, TensorView indptr, TensorView indices, TensorView values,
                 Optional<TensorView> bias, Optional<TensorView> residual, int64_t kh, int64_t kw,
                 int64_t stride, int64_t pad, int64_t act, TensorView out) {
@@ -125,8 +178,8 @@ void conv2d_csr(TensorView x, TensorView indptr, TensorView indices, TensorView 
   const int32_t* ip = data<const int32_t>(op, "indptr", indptr, 1);
   const int32_t* ix = data<const int32_t>(op, "indices", indices, 1);
   const float* v = data<const float>(op, "values", values, 1);
-  check_rc(st_conv2d_csr(&a.s, a.x, ip, indptr.size(0), ix, indices.size(0), v, values.size(0),
-                         a.bias, a.res, a.out));
+  auto plan = cached_plan(1, a.s, ip, indptr.size(0), ix, indices.size(0), v, values.size(0));
+  check_rc(st_conv2d_plan_run(plan.get(), a.s.n, a.x, a.bias, a.res, a.out));
 }
 
 void conv2d_bsr(TensorView x, TensorView indptr, TensorView indices, TensorView values,
@@ -144,8 +197,8 @@ void conv2d_bsr(TensorView x, TensorView indptr, TensorView indices, TensorView 
         (values.ndim() == 3 && values.size(1) == 4 && values.size(2) == 1)))
     TVM_FFI_THROW(ValueError) << op << ": values must be (nnzb * 4,), (nnzb, 4) or (nnzb, 4, 1), got "
                               << shape_str(values);
-  check_rc(st_conv2d_bsr4x1(&a.s, a.x, ip, indptr.size(0), ix, indices.size(0), v, values.numel(),
-                            a.bias, a.res, a.out));
+  auto plan = cached_plan(4, a.s, ip, indptr.size(0), ix, indices.size(0), v, values.numel());
+  check_rc(st_conv2d_plan_run(plan.get(), a.s.n, a.x, a.bias, a.res, a.out));
 }
 
 void dwconv2d(TensorView x, TensorView weight, Optional<TensorView> bias,
@@ -235,6 +288,82 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_conv1x1_path, st_ffi::set_conv1x1_path);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(conv1x1_path, st_ffi::conv1x1_path);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(get_num_threads, st_ffi::get_num_threads);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(variants, st_ffi::variants);
+
+#ifndef ST_KERNELS_FFI_NO_GLOBALS
+// Conv plans (st_conv2d_plan_*) as tvm-ffi objects: the Python layers make one per input size and
+// the object's lifetime frees it. Only in libst_kernels.so: a model.so copy of this file would
+// register the type a second time.
+namespace st_ffi {
+class ConvPlanObj : public tvm::ffi::Object {
+ public:
+  st_conv2d_plan* plan = nullptr;
+  int64_t cin = 0, h = 0, w = 0, cout = 0, oh = 0, ow = 0;
+  ~ConvPlanObj() { st_conv2d_plan_free(plan); }
+  TVM_FFI_DECLARE_OBJECT_INFO_FINAL("st_deploy.ConvPlan", ConvPlanObj, tvm::ffi::Object);
+};
+class ConvPlan : public tvm::ffi::ObjectRef {
+ public:
+  explicit ConvPlan(tvm::ffi::ObjectPtr<ConvPlanObj> n) : tvm::ffi::ObjectRef(std::move(n)) {}
+  TVM_FFI_DEFINE_OBJECT_REF_METHODS_NOTNULLABLE(ConvPlan, tvm::ffi::ObjectRef, ConvPlanObj);
+};
+
+ConvPlan conv2d_plan(TensorView indptr, TensorView indices, TensorView values, int64_t block_rows,
+                     int64_t cin, int64_t h, int64_t w, int64_t cout, int64_t kh, int64_t kw,
+                     int64_t stride, int64_t pad, int64_t act) {
+  const char* op = "st_deploy.conv2d_plan";
+  const int32_t* ip = data<const int32_t>(op, "indptr", indptr, 1);
+  const int32_t* ix = data<const int32_t>(op, "indices", indices, 1);
+  const float* v = data<const float>(op, "values", values, -1);
+  st_conv2d_shape s{};
+  s.n = 1;
+  s.cin = to_i32(op, "cin", cin);
+  s.h = to_i32(op, "h", h);
+  s.w = to_i32(op, "w", w);
+  s.cout = to_i32(op, "cout", cout);
+  s.kh = to_i32(op, "kernel_h", kh);
+  s.kw = to_i32(op, "kernel_w", kw);
+  s.stride = to_i32(op, "stride", stride);
+  s.pad = to_i32(op, "pad", pad);
+  s.act = to_i32(op, "act", act);
+  auto obj = tvm::ffi::make_object<ConvPlanObj>();
+  check_rc(st_conv2d_plan_create(to_i32(op, "block_rows", block_rows), &s, ip, indptr.size(0), ix,
+                                 indices.size(0), v, values.numel(), &obj->plan));
+  int32_t oh = 0, ow = 0;
+  check_rc(st_conv2d_plan_output(obj->plan, &oh, &ow));
+  obj->cin = cin;
+  obj->h = h;
+  obj->w = w;
+  obj->cout = cout;
+  obj->oh = oh;
+  obj->ow = ow;
+  return ConvPlan(std::move(obj));
+}
+
+void conv2d_plan_run(ConvPlan plan, TensorView x, Optional<TensorView> bias,
+                     Optional<TensorView> residual, TensorView out) {
+  const char* op = "st_deploy.conv2d_plan_run";
+  const ConvPlanObj* p = plan.get();
+  const float* xp = data<const float>(op, "x", x, 4);
+  float* o = data<float>(op, "out", out, 4);
+  expect_shape(op, "x", x, {x.size(0), p->cin, p->h, p->w});
+  expect_shape(op, "out", out, {x.size(0), p->cout, p->oh, p->ow});
+  const float* b = nullptr;
+  const float* r = nullptr;
+  if (bias.has_value()) {
+    b = data<const float>(op, "bias", *bias, 1);
+    expect_shape(op, "bias", *bias, {p->cout});
+  }
+  if (residual.has_value()) {
+    r = data<const float>(op, "residual", *residual, 4);
+    expect_shape(op, "residual", *residual, {x.size(0), p->cout, p->oh, p->ow});
+  }
+  check_rc(st_conv2d_plan_run(p->plan, to_i32(op, "x.shape[0]", x.size(0)), xp, b, r, o));
+}
+}  // namespace st_ffi
+
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(conv2d_plan, st_ffi::conv2d_plan);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(conv2d_plan_run, st_ffi::conv2d_plan_run);
+#endif  // ST_KERNELS_FFI_NO_GLOBALS
 
 // -DST_KERNELS_FFI_NO_GLOBALS compiles the global registrations out (a TVM model.so that links this
 // object must not register globals that libst_kernels.so, loaded in the same process, registers too).

@@ -40,6 +40,9 @@ IsaTable build(const std::string& isa) {
   ST_WHEN(arch)(if (isa == #visa) t.op##_##format = &op##_##format##_##visa;)
 #include "../kernels.inc"
 #undef ST_VARIANT
+  // Must match the ISAs whose simd.h traits define kShiftIn (conv2d-csr.h fails a kx-split job
+  // on any other, it never computes it wrongly).
+  t.csr_kx_split = isa == "avx512" ? 16 : 0;
   return t;
 }
 
@@ -94,6 +97,12 @@ int select_locked(State& s, const std::string& want) {
 }
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> g_config{0};
+}
+uint64_t config_generation() { return g_config.load(std::memory_order_acquire); }
+void bump_config_generation() { g_config.fetch_add(1, std::memory_order_acq_rel); }
+
 const IsaTable* active_table() {
   State& s = state();
   std::lock_guard<std::mutex> l(s.m);
@@ -126,6 +135,7 @@ int st_set_isa(const char* isa) {
   st::State& s = st::state();
   std::lock_guard<std::mutex> l(s.m);
   int rc = st::select_locked(s, isa ? isa : "auto");
+  st::bump_config_generation();
   if (rc != ST_OK) {
     st::set_error(s.error);
     // Keep running what ran before (or the best available if nothing was chosen yet): an explicit

@@ -9,7 +9,8 @@
 
 namespace st {
 
-PhaseLayout make_layout(int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t s, int32_t pad) {
+PhaseLayout make_layout(int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t s, int32_t pad,
+                        int32_t row_align) {
   PhaseLayout L{};
   L.s = s;
   L.pad = pad;
@@ -20,7 +21,7 @@ PhaseLayout make_layout(int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t s,
   L.OH = (H + 2 * pad - kh) / s + 1;
   L.OW = (W + 2 * pad - kw) / s + 1;
   L.Hq = L.OH + (kh - 1) / s;
-  L.Wq = L.OW + (kw - 1) / s;
+  L.Wq = (L.OW + (kw - 1) / s + row_align - 1) / row_align * row_align;
   L.npy = std::min(s, kh);
   L.npx = std::min(s, kw);
   L.plane = (static_cast<int64_t>(L.Hq) * L.Wq + 15) & ~int64_t(15);

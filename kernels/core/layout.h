@@ -22,7 +22,9 @@ struct PhaseLayout {
   // True when x can be read in place: 1x1, stride 1, no padding.
   bool identity() const { return s == 1 && pad == 0 && kh == 1 && kw == 1; }
 };
-PhaseLayout make_layout(int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t s, int32_t pad);
+// row_align > 1 rounds Wq up to a multiple of it (extra columns are zero padding).
+PhaseLayout make_layout(int32_t H, int32_t W, int32_t kh, int32_t kw, int32_t s, int32_t pad,
+                        int32_t row_align = 1);
 // Floats that a kernel may read past the last phase plane (wide rows run over the edge).
 int64_t layout_slack(const PhaseLayout& L);
 // Writes the phase planes of one channel (src: H x W) to dst (chan_pitch floats).

@@ -12,7 +12,9 @@ enum ScratchSlot {
   kSlotKernel = 4,
   kSlotTile = 5,
   kSlotColumns = 6,
-  kNumSlots = 7
+  kSlotSegments = 7,
+  kSlotValues = 8,
+  kNumSlots = 9
 };
 void* scratch(int slot, size_t bytes);
 }  // namespace st

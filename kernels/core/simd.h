@@ -16,6 +16,7 @@ namespace st {
 namespace {  // internal linkage: every ISA TU gets its own copy, no cross-ISA ODR merging
 
 struct IsaScalar {
+  static constexpr bool kShiftIn = false;
   using V = float;
   static constexpr int W = 1;
   static constexpr const char* name = "scalar";
@@ -49,6 +50,12 @@ struct IsaAvx512 {
   static constexpr const char* name = "avx512";
   // Lane compress/expand lets a wide-row tile drop its padding columns with one masked store.
   static constexpr bool kCompress = true;
+  // shift_in<N>(lo, hi): lanes N .. W-1 of lo followed by lanes 0 .. N-1 of hi (one valignd).
+  static constexpr bool kShiftIn = true;
+  template <int N>
+  static inline V shift_in(V lo, V hi) {
+    return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), N));
+  }
   static inline V zero() { return _mm512_setzero_ps(); }
   static inline V set1(float f) { return _mm512_set1_ps(f); }
   static inline V loadu(const float* p) { return _mm512_loadu_ps(p); }
@@ -91,6 +98,7 @@ struct IsaAvx512 {
 
 #if defined(__AVX2__) && defined(__FMA__)
 struct IsaAvx2 {
+  static constexpr bool kShiftIn = false;
   using V = __m256;
   static constexpr int W = 8;
   static constexpr const char* name = "avx2";
@@ -136,6 +144,7 @@ struct IsaAvx2 {
 
 #if defined(__ARM_NEON) && defined(__aarch64__)
 struct IsaNeon {
+  static constexpr bool kShiftIn = false;
   using V = float32x4_t;
   static constexpr int W = 4;
   static constexpr const char* name = "neon";

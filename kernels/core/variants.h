@@ -33,9 +33,16 @@ struct IsaTable {
   DwKernel dwconv2d_csr = nullptr;
   DwKernel dwconv2d_dense = nullptr;
   LinearKernel linear_csr = nullptr;
+  // conv2d_csr runs kx-split jobs (ConvJob::kxseg) with rows padded to this many floats (the
+  // vector width); 0: not supported. ISAs whose traits have shift_in (simd.h).
+  int32_t csr_kx_split = 0;
 };
 
 // The table in use; throws nothing, returns null and sets the thread error if the forced ISA
 // (ST_KERNELS_ISA or st_set_isa) cannot run here.
 const IsaTable* active_table();
+// Counts changes of the settings a conv plan depends on (ISA, 1x1 path): a plan made under an
+// older value plans again per call rather than run stale choices.
+uint64_t config_generation();
+void bump_config_generation();
 }  // namespace st

@@ -80,6 +80,30 @@ ST_API int st_conv2d_bsr4x1(const st_conv2d_shape* s, const float* x, const int3
                             int64_t indptr_len, const int32_t* indices, int64_t nnzb,
                             const float* values, int64_t values_len, const float* bias,
                             const float* residual, float* out);
+/* A layer checked once and arranged for one input size, then run many times (what ONNX Runtime
+ * and the Python layers do): the checks of the calls above, the input offsets of every nonzero
+ * and the kernel's order of the weights are done by create, not per call.
+ * create: block_rows 1 = CSR, 4 = BSR4x1 (formats above); s->n is ignored (run takes the batch);
+ *   the plan keeps its own copy of the arrays and the ISA and 1x1 path chosen now (after
+ *   st_set_isa / st_set_conv1x1_path an older plan still gives right results, re-planning per call).
+ * run: x [n, cin, h, w] of the plan's size; bias, residual, act as in st_conv2d_csr. A plan may
+ *   run from several threads at once. */
+typedef struct st_conv2d_plan st_conv2d_plan;
+ST_API int st_conv2d_plan_create(int32_t block_rows, const st_conv2d_shape* s, const int32_t* indptr,
+                                 int64_t indptr_len, const int32_t* indices, int64_t nnz,
+                                 const float* values, int64_t values_len, st_conv2d_plan** plan);
+ST_API int st_conv2d_plan_run(const st_conv2d_plan* plan, int32_t n, const float* x,
+                              const float* bias, const float* residual, float* out);
+ST_API int st_conv2d_plan_output(const st_conv2d_plan* plan, int32_t* oh, int32_t* ow);
+ST_API void st_conv2d_plan_free(st_conv2d_plan* plan);
+/* 1 if the plan was made from exactly this layer (same shape, block_rows, act and array contents,
+ * compared byte for byte; s->n is ignored) under the current ISA and 1x1-path settings, else 0:
+ * lets a caller that is handed the same weights on every call keep a plan without trusting
+ * pointers alone. */
+ST_API int st_conv2d_plan_matches(const st_conv2d_plan* plan, int32_t block_rows, const st_conv2d_shape* s,
+                                  const int32_t* indptr, int64_t indptr_len, const int32_t* indices,
+                                  int64_t nnz, const float* values, int64_t values_len);
+
 /* Depthwise (groups = cin = cout, kh = kw): dense weights [C, 1, k, k] ... */
 ST_API int st_dwconv2d_dense(const st_conv2d_shape* s, const float* x, const float* weight,
                              const float* bias, const float* residual, float* out);

@@ -5,7 +5,8 @@
 //
 // The weight arrays must be initializers: the kernel copies and validates them once, when the
 // session is created, so a malformed model fails there with a message naming the node instead
-// of reading out of bounds at run time. Compute re-checks only the activation's shape.
+// of reading out of bounds at run time. Compute re-checks only the activation's shape; a conv
+// runs through an st_kernels plan per part and input size, made at its first run (PlanFor).
 #include "sparse_conv_op.h"
 
 #include <algorithm>
@@ -183,9 +184,7 @@ int SparseConvKernel::RunPart(const Part& p, int32_t n, const st_conv2d_shape& s
     return st_dwconv2d_csr(&s, x + static_cast<int64_t>(p.c0) * hw, p.indptr.data(), ilen, idx, nz, val, nz,
                            bias, res, out);
   }
-  if (format_ == "bsr4x1")
-    return st_conv2d_bsr4x1(&s, x, p.indptr.data(), ilen, idx, nz, val, nz * 4, bias, res, out);
-  if (linear) {
+  if (linear && format_ == "csr") {
     // st_linear_csr writes [n, out_features] rows: with several parts only one image at a time.
     const int32_t rows = n >= 0 ? 1 : s.n;
     int rc = st_linear_csr(rows, cin_, pc, x, p.indptr.data(), ilen, idx, nz, val, nz, bias, act_, out);
@@ -194,7 +193,37 @@ int SparseConvKernel::RunPart(const Part& p, int32_t n, const st_conv2d_shape& s
     }
     return rc;
   }
-  return st_conv2d_csr(&s, x, p.indptr.data(), ilen, idx, nz, val, nz, bias, res, out);
+  // csr / bsr4x1 conv (a bsr4x1 linear layer is a 1x1 conv of a 1x1 input): the part's plan,
+  // checked and arranged once per input size.
+  std::shared_ptr<st_conv2d_plan> plan;
+  if (int rc = PlanFor(p, s, &plan)) return rc;
+  return st_conv2d_plan_run(plan.get(), s.n, x, bias, res, out);
+}
+
+int SparseConvKernel::PlanFor(const Part& p, const st_conv2d_shape& s,
+                              std::shared_ptr<st_conv2d_plan>* out) const {
+  std::lock_guard<std::mutex> lock(plan_mu_);
+  auto key = std::make_tuple(&p, s.h, s.w);
+  auto it = plans_.find(key);
+  if (it != plans_.end()) {
+    *out = it->second;
+    return ST_OK;
+  }
+  st_conv2d_shape ps = s;
+  ps.n = 1;
+  ps.cout = p.c1 - p.c0;
+  const int64_t nz = p.indptr.back();
+  st_conv2d_plan* plan = nullptr;
+  if (int rc = st_conv2d_plan_create(block_, &ps, p.indptr.data(), static_cast<int64_t>(p.indptr.size()),
+                                     indices_.data() + p.nz0, nz, values_.data() + p.nz0 * block_,
+                                     nz * block_, &plan))
+    return rc;
+  // A stream of new input sizes must not grow the cache without bound; a Compute still running a
+  // dropped plan holds its own reference.
+  if (plans_.size() >= 64) plans_.clear();
+  *out = std::shared_ptr<st_conv2d_plan>(plan, st_conv2d_plan_free);
+  plans_.emplace(key, *out);
+  return ST_OK;
 }
 
 void SparseConvKernel::Fail(const std::string& why) const {

@@ -6,7 +6,11 @@
 #include "st_kernels.h"
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace st_ort {
@@ -37,6 +41,9 @@ class SparseConvKernel {
   // Runs one part for image n (n < 0: the whole batch); returns the st_kernels status.
   int RunPart(const Part& p, int32_t n, const st_conv2d_shape& s, int64_t ohw, bool linear, const float* x,
               const float* res, float* out) const;
+  // The st_kernels plan of a csr/bsr4x1 part for inputs of s.h x s.w, made at its first use;
+  // returns the st_kernels status (st_last_error() says why). Compute may run on several threads.
+  int PlanFor(const Part& p, const st_conv2d_shape& s, std::shared_ptr<st_conv2d_plan>* plan) const;
 
   std::string name_, format_, activation_;
   int32_t cin_ = 0, cout_ = 0, group_ = 1, k_ = 1, stride_ = 1, pad_ = 0, act_ = 0;
@@ -48,6 +55,8 @@ class SparseConvKernel {
   std::vector<Part> parts_;  // kOrt with several threads: the slices ParallelFor runs
   std::vector<int32_t> indptr_, indices_;
   std::vector<float> values_, bias_;
+  mutable std::mutex plan_mu_;
+  mutable std::map<std::tuple<const Part*, int32_t, int32_t>, std::shared_ptr<st_conv2d_plan>> plans_;
 };
 
 // One instance per registration (per session options), carrying that session's thread count.

@@ -50,6 +50,8 @@ class SparseConv2d:
         self.density = nnz / dense
         self._bound: Optional[tuple[Any, tuple[Any, ...], tuple[int, ...]]] = None
         self._out_shapes: dict[tuple[int, ...], tuple[int, int, int, int]] = {}
+        # groups = 1 layers: one kernel plan (checked and arranged once) per input height x width.
+        self._plans: dict[tuple[int, int], Any] = {}
 
     @classmethod
     def from_dense(cls, weight: Any, bias: Any = None, stride: Union[int, tuple[int, int]] = 1,
@@ -105,7 +107,9 @@ class SparseConv2d:
         """The kernel function, the weight arrays as tvm-ffi tensors and the integer arguments.
 
         Built at the first call (the library loads lazily); passing numpy weights costs a DLPack
-        conversion per array on every call, which is most of a small layer's time.
+        conversion per array on every call, which is most of a small layer's time. groups = 1
+        layers run through a kernel plan per input size instead (_plan): checked, turned into
+        input offsets and arranged for the kernel once, not on every call.
         """
         import tvm_ffi
 
@@ -115,12 +119,23 @@ class SparseConv2d:
             name, ints = "dwconv2d", (s, p, act)
         elif self.kind == "depthwise":
             name, ints = "dwconv2d_csr", (k, s, p, act)
-        else:
-            name = "conv2d_csr" if self.fmt == "csr" else "conv2d_bsr"
-            ints = (k, k, s, p, act) + ((4,) if self.fmt == "bsr4x1" else ())
+        else:  # through a plan per input size (_plan); the weights live in the plan
+            name, ints = "conv2d_plan_run", ()
         consts = tuple(tvm_ffi.from_dlpack(np.ascontiguousarray(a)) for a in self.arrays)
         bias = None if self.bias is None else tvm_ffi.from_dlpack(np.ascontiguousarray(self.bias, "float32"))
         return getattr(load(), name), consts + (bias,), ints
+
+    def _plan(self, h: int, w: int) -> Any:
+        plan = self._plans.get((h, w))
+        if plan is None:
+            if len(self._plans) >= 8:  # a stream of new sizes must not grow without bound
+                self._plans.clear()
+            k = self.kernel_size
+            block = 1 if self.fmt == "csr" else 4
+            plan = load().conv2d_plan(*self.arrays, block, self.in_channels, h, w, self.out_channels,
+                                      k, k, self.stride, self.padding, ops.act_code(self.act))
+            self._plans[(h, w)] = plan
+        return plan
 
     def _fast_call(self, x: np.ndarray, residual: Optional[np.ndarray], out: Optional[np.ndarray]) -> np.ndarray:
         if self._bound is None:
@@ -132,7 +147,10 @@ class SparseConv2d:
                 shape = self._out_shapes[x.shape] = self.output_shape(x.shape)
             out = ops.aligned_empty(shape)
         try:
-            fn(x, *consts, residual, *ints, out)
+            if self.kind == "conv":
+                fn(self._plan(x.shape[2], x.shape[3]), x, consts[-1], residual, out)
+            else:
+                fn(x, *consts, residual, *ints, out)
         except ValueError as e:
             raise KernelError(str(e).strip()) from None
         return out

@@ -211,3 +211,99 @@ def test_conv1x1_path_env_typo_is_an_error():
                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert "ERR" in out.stdout and "ST_KERNELS_CONV1X1=gahter" in out.stdout, out.stdout + out.stderr
     assert "OK 96.0" in out.stdout, out.stdout + out.stderr
+
+
+def _reversed_rows(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, block: int):
+    """The same CSR/BSR layer with each row's entries in reverse order (rows need not be sorted)."""
+    ix, vals = indices.copy(), values.reshape(len(indices), block).copy()
+    for r in range(len(indptr) - 1):
+        b, e = indptr[r], indptr[r + 1]
+        ix[b:e] = indices[b:e][::-1]
+        vals[b:e] = values.reshape(len(indices), block)[b:e][::-1]
+    return indptr, ix, vals.reshape(values.shape)
+
+
+@pytest.mark.parametrize("w", [12, 14, 28, 30, 56, 62])
+@pytest.mark.parametrize("sparsity", [0.5, 0.9, 0.999])
+def test_plans_kx_split_shapes_any_row_order(isa, w, sparsity):
+    # 3x3 stride 1 with rows that round up to whole vectors cheaply: the kx-split arrangement on
+    # ISAs with lane shifts (conv2d-csr.h), made by a plan, with rows sorted and reversed.
+    from st_deploy.kernels._lib import load
+    from st_deploy.kernels.formats import to_csr
+    rng = np.random.default_rng(w * 7 + int(sparsity * 1000))
+    cin, cout, h = 6, 11, 5
+    wt = sparse_weight((cout, cin, 3, 3), sparsity, rng)
+    wt[3] = 0.0  # an empty row
+    b = rng.standard_normal(cout).astype(np.float32)
+    x = K.aligned_empty((2, cin, h, w))
+    x[...] = rng.standard_normal(x.shape)
+    res = rng.standard_normal((2, cout, h, w)).astype(np.float32)
+    want = conv_ref(x, wt, b, 1, 1, 1, "relu6", res)
+    arrays = to_csr(wt.reshape(cout, -1))
+    for ip, ix, v in (arrays, _reversed_rows(*arrays, 1)):
+        plan = load().conv2d_plan(ip, ix, v, 1, cin, h, w, cout, 3, 3, 1, 1, 2)
+        for _ in range(2):
+            out = K.aligned_empty((2, cout, h, w))
+            load().conv2d_plan_run(plan, x, b, res, out)
+            assert_close(out, want)
+        assert_close(K.conv2d_csr(x, ip, ix, v, b, res, out_channels=cout, kernel_size=3,
+                                  padding=1, act="relu6"), want)
+
+
+def test_plan_follows_isa_change():
+    # A layer plans at its first call under the default ISA; under another ISA its result must be
+    # that ISA's (bit for bit what the per-call API computes there), not the old plan's.
+    rng = np.random.default_rng(5)
+    wt = sparse_weight((16, 12, 3, 3), 0.8, rng)
+    x = K.aligned_empty((1, 12, 9, 30))
+    x[...] = rng.standard_normal(x.shape)
+    layer = K.SparseConv2d.from_dense(wt, None, padding=1, fmt="csr")
+    first = layer(x).copy()
+    for name in K.available_isas():
+        with K.use_isa(name):
+            got = layer(x)
+            per_call = layer(torch.from_numpy(x)).numpy()  # the converting path: no plan
+            np.testing.assert_array_equal(got, per_call)
+    np.testing.assert_array_equal(layer(x), first)
+
+
+def test_plan_errors_name_the_problem():
+    from st_deploy.kernels._lib import load
+    lib = load()
+    ip = np.array([0, 1, 2], np.int32)
+    v = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="out of range"):
+        lib.conv2d_plan(ip, np.array([0, 9], np.int32), v, 1, 1, 4, 4, 2, 1, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="block_rows"):
+        lib.conv2d_plan(ip, np.array([0, 0], np.int32), v, 2, 1, 4, 4, 2, 1, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="larger than padded input"):
+        lib.conv2d_plan(ip, np.array([0, 0], np.int32), v, 1, 1, 2, 2, 2, 3, 3, 1, 0, 0)
+    plan = lib.conv2d_plan(ip, np.array([0, 0], np.int32), v, 1, 1, 4, 4, 2, 1, 1, 1, 0, 0)
+    x = K.aligned_empty((1, 1, 4, 4))
+    with pytest.raises(ValueError, match="expected"):
+        lib.conv2d_plan_run(plan, K.aligned_empty((1, 1, 4, 5)), None, None, K.aligned_empty((1, 2, 4, 5)))
+    with pytest.raises(ValueError, match="out has shape"):
+        lib.conv2d_plan_run(plan, x, None, None, K.aligned_empty((1, 3, 4, 4)))
+    with pytest.raises(ValueError, match="bias"):
+        lib.conv2d_plan_run(plan, x, np.ones(3, np.float32), None, K.aligned_empty((1, 2, 4, 4)))
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+def test_per_call_api_sees_weights_changed_in_place(fmt):
+    # The per-call entry points keep a plan per weight arrays (TVM passes the same constants on
+    # every run); arrays edited in place at the same address must be used as they are now, and
+    # checked again.
+    from st_deploy.kernels.formats import to_bsr4x1, to_csr
+    rng = np.random.default_rng(11)
+    wt = sparse_weight((8, 5, 3, 3), 0.7, rng, block4=fmt == "bsr4x1")
+    ip, ix, v = (to_csr if fmt == "csr" else to_bsr4x1)(wt.reshape(8, -1))
+    fn = K.conv2d_csr if fmt == "csr" else K.conv2d_bsr4x1
+    x = rng.standard_normal((1, 5, 12, 14)).astype(np.float32)
+    kw = dict(out_channels=8, kernel_size=3, padding=1)
+    first = fn(x, ip, ix, v, None, **kw)
+    assert_close(first, conv_ref(x, wt, None, 1, 1, 1, "none"))
+    v *= 2.0
+    assert_close(fn(x, ip, ix, v, None, **kw), 2.0 * first)
+    ix[0] = 10 ** 6
+    with pytest.raises(K.KernelError, match="out of range"):
+        fn(x, ip, ix, v, None, **kw)

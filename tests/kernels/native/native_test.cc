@@ -81,6 +81,35 @@ void expect_rc(const char* what, int rc, int want) {
   }
 }
 
+// The same layer through a plan (st_conv2d_plan_*), with each row's entries in reverse order
+// (CSR rows need not be sorted; the kx-split arrangement regroups them): run twice, since a plan
+// is made once and run many times.
+void run_plan(const char* what, const std::string& isa, const Case& c, int block, const std::vector<int32_t>& ip,
+              const std::vector<int32_t>& ix, const std::vector<float>& vals, const std::vector<float>& x,
+              const std::vector<float>& b, const std::vector<float>& r, const std::vector<float>& want) {
+  std::vector<int32_t> rx(ix.size());
+  std::vector<float> rv(vals.size());
+  for (size_t row = 0; row + 1 < ip.size(); ++row)
+    for (int32_t k = ip[row]; k < ip[row + 1]; ++k) {
+      const int32_t d = ip[row + 1] - 1 - (k - ip[row]);
+      rx[d] = ix[k];
+      for (int i = 0; i < block; ++i) rv[static_cast<size_t>(d) * block + i] = vals[static_cast<size_t>(k) * block + i];
+    }
+  st_conv2d_shape s{99, c.cin, c.h, c.w, c.cout, c.k, c.k, c.stride, c.pad, c.act};  // n: the run's
+  st_conv2d_plan* plan = nullptr;
+  expect_rc(what, st_conv2d_plan_create(block, &s, ip.data(), ip.size(), rx.data(), rx.size(), rv.data(), rv.size(),
+                                        &plan), ST_OK);
+  if (!plan) return;
+  std::vector<float> out(want.size());
+  for (int rep = 0; rep < 2; ++rep) {
+    std::fill(out.begin(), out.end(), -1.f);
+    expect_rc(what, st_conv2d_plan_run(plan, c.n, x.data(), c.bias ? b.data() : nullptr, c.res ? r.data() : nullptr,
+                                       out.data()), ST_OK);
+    compare(what, isa, c, out, want);
+  }
+  st_conv2d_plan_free(plan);
+}
+
 void run_case(const std::string& isa, const Case& c) {
   const int OH = (c.h + 2 * c.pad - c.k) / c.stride + 1, OW = (c.w + 2 * c.pad - c.k) / c.stride + 1;
   std::vector<float> x(static_cast<size_t>(c.n) * c.cin * c.h * c.w), b(c.cout), r;
@@ -110,7 +139,9 @@ void run_case(const std::string& isa, const Case& c) {
   expect_rc("conv2d_csr", st_conv2d_csr(&s, x.data(), ip.data(), ip.size(), ix.data(), ix.size(), vals.data(),
                                          vals.size(), c.bias ? b.data() : nullptr, c.res ? r.data() : nullptr,
                                          out.data()), ST_OK);
-  compare("conv2d_csr", isa, c, out, ref_conv(c, false, x, wt, b, r, OH, OW));
+  const std::vector<float> want_csr = ref_conv(c, false, x, wt, b, r, OH, OW);
+  compare("conv2d_csr", isa, c, out, want_csr);
+  run_plan("conv2d_csr plan", isa, c, 1, ip, ix, vals, x, b, r, want_csr);
 
   // BSR4x1 over a block mask (rows past cout are padding).
   const int brows = (c.cout + 3) / 4;
@@ -132,7 +163,9 @@ void run_case(const std::string& isa, const Case& c) {
   expect_rc("conv2d_bsr4x1", st_conv2d_bsr4x1(&s, x.data(), bp.data(), bp.size(), bx.data(), bx.size(), bv.data(),
                                                bv.size(), c.bias ? b.data() : nullptr, c.res ? r.data() : nullptr,
                                                out.data()), ST_OK);
-  compare("conv2d_bsr4x1", isa, c, out, ref_conv(c, false, x, wt, b, r, OH, OW));
+  const std::vector<float> want_bsr = ref_conv(c, false, x, wt, b, r, OH, OW);
+  compare("conv2d_bsr4x1", isa, c, out, want_bsr);
+  run_plan("conv2d_bsr4x1 plan", isa, c, 4, bp, bx, bv, x, b, r, want_bsr);
 }
 
 void run_dw(const std::string& isa, Case c) {
@@ -196,6 +229,45 @@ void run_linear(const std::string& isa, int n, int fin, int fout, double sp, int
   compare("linear_csr", isa, c, out, want);
 }
 
+// A plan made under one ISA and run after st_set_isa: it must not run the old choices (the
+// kx-split arrangement exists only for some ISAs), it re-plans for the call.
+void plan_after_isa_change() {
+  const Case c{1, 6, 7, 12, 14, 3, 1, 1, 1, 0.5, true, false};
+  const int OH = 12, OW = 14, cols = c.cin * 9;
+  std::vector<float> x(static_cast<size_t>(c.cin) * c.h * c.w), b(c.cout), r, wt(static_cast<size_t>(c.cout) * cols);
+  for (float& v : x) v = uni();
+  for (float& v : b) v = uni();
+  std::vector<int32_t> ip{0}, ix;
+  std::vector<float> vals;
+  for (int row = 0; row < c.cout; ++row) {
+    for (int j = 0; j < cols; ++j) {
+      wt[static_cast<size_t>(row) * cols + j] = chance(c.sparsity) ? 0.f : uni();
+      if (wt[static_cast<size_t>(row) * cols + j] != 0.f) {
+        ix.push_back(j);
+        vals.push_back(wt[static_cast<size_t>(row) * cols + j]);
+      }
+    }
+    ip.push_back(static_cast<int32_t>(ix.size()));
+  }
+  const std::vector<float> want = ref_conv(c, false, x, wt, b, r, OH, OW);
+  st_set_isa("auto");
+  const std::string first = st_isa();
+  st_conv2d_shape s{1, c.cin, c.h, c.w, c.cout, 3, 3, 1, 1, c.act};
+  st_conv2d_plan* plan = nullptr;
+  expect_rc("plan before isa change", st_conv2d_plan_create(1, &s, ip.data(), ip.size(), ix.data(), ix.size(),
+                                                            vals.data(), vals.size(), &plan), ST_OK);
+  std::vector<float> out(want.size());
+  for (const char* isa : {"scalar", "avx2", "neon", "avx512"}) {
+    if (!st_isa_available(isa)) continue;
+    st_set_isa(isa);
+    std::fill(out.begin(), out.end(), -1.f);
+    expect_rc("plan after isa change", st_conv2d_plan_run(plan, 1, x.data(), b.data(), nullptr, out.data()), ST_OK);
+    compare(("plan made under " + first + ", run under").c_str(), isa, c, out, want);
+  }
+  st_conv2d_plan_free(plan);
+  st_set_isa("auto");
+}
+
 void malformed() {
   // 2 output channels, 1 input channel, 1x1: cols = 1.
   st_conv2d_shape s{1, 1, 4, 4, 2, 1, 1, 1, 0, 0};
@@ -225,6 +297,17 @@ void malformed() {
   expect_rc("dw tap out of range", st_dwconv2d_csr(&dws, x, dwp, 2, dwi, 1, v, 1, nullptr, nullptr, out), ST_EINVAL);
   expect_rc("linear index out of range", st_linear_csr(1, 1, 2, x, ip_ok, 3, ix_bad, 2, v, 2, nullptr, 0, out), ST_EINVAL);
   expect_rc("threads 0", st_set_num_threads(0), ST_EINVAL);
+  st_conv2d_plan* plan = nullptr;
+  expect_rc("plan index out of range", st_conv2d_plan_create(1, &s, ip_ok, 3, ix_bad, 2, v, 2, &plan), ST_EINVAL);
+  expect_rc("plan left null", plan == nullptr ? ST_OK : ST_EINVAL, ST_OK);
+  expect_rc("plan block 2", st_conv2d_plan_create(2, &s, ip_ok, 3, ix_ok, 2, v, 2, &plan), ST_EINVAL);
+  expect_rc("plan null out", st_conv2d_plan_create(1, &s, ip_ok, 3, ix_ok, 2, v, 2, nullptr), ST_EINVAL);
+  expect_rc("plan ok", st_conv2d_plan_create(1, &s, ip_ok, 3, ix_ok, 2, v, 2, &plan), ST_OK);
+  expect_rc("plan run batch 0", st_conv2d_plan_run(plan, 0, x, nullptr, nullptr, out), ST_EINVAL);
+  expect_rc("plan run null x", st_conv2d_plan_run(plan, 1, nullptr, nullptr, nullptr, out), ST_EINVAL);
+  expect_rc("plan run null plan", st_conv2d_plan_run(nullptr, 1, x, nullptr, nullptr, out), ST_EINVAL);
+  st_conv2d_plan_free(plan);
+  st_conv2d_plan_free(nullptr);
 }
 }  // namespace
 
@@ -262,6 +345,10 @@ int main() {
             if (k > 1) run_dw(isa, c);
           }
       run_case(isa, Case{1, 40, 36, 20, 19, 3, 1, 1, 1, 0.5, true, true});  // large enough to split
+      // 3x3 stride 1 with rows of whole vectors after padding (14 + 2 = 16, 28 + 2 = 30 -> 32): the
+      // kx-split arrangement on ISAs with lane shifts; empty rows at 0.97.
+      run_case(isa, Case{2, 8, 10, 12, 14, 3, 1, 1, 1, 0.6, true, true});
+      run_case(isa, Case{1, 5, 9, 28, 28, 3, 1, 1, 2, 0.97, true, false});
       for (const char* path : {"gather", "direct"}) {  // 1x1 with several tiles and a partial one
         st_set_conv1x1_path(path);
         run_case(isa, Case{2, 33, 30, 13, 11, 1, 1, 0, 2, 0.7, true, true});
@@ -272,6 +359,7 @@ int main() {
       run_linear(isa, 1, 5, 3, 0.0, 1);
     }
   }
+  plan_after_isa_change();
   malformed();
   std::printf("%s: %d checks, %d failures, %d ISA variants tested\n", g_fail ? "FAILED" : "OK", g_checks, g_fail, tested);
   return g_fail || tested == 0 ? 1 : 0;

@@ -39,14 +39,13 @@ __attribute__((noinline)) void bsr4_rows(const ConvJob& j, int32_t br0, int32_t 
   }
 }
 
-// One pass of nv <= N vectors, as csr_pass_upto.
-template <class I, int N>
+// The short last pass of a run, as csr_pass_upto.
+template <class I, int NV>
 inline void bsr4_pass_upto(const ConvJob& j, int32_t br0, int32_t br1, const float* xb, int32_t q,
-                               int32_t n) {
-  constexpr int W = I::W;
-  if constexpr (N > 1)
-    if (n <= (N - 1) * W) return bsr4_pass_upto<I, N - 1>(j, br0, br1, xb, q, n);
-  bsr4_rows<I, N, false, true>(j, br0, br1, xb, q, n - (N - 1) * W);
+                           int32_t n) {
+  pass_upto<I, NV>(n, [&](auto nv, int last) {
+    bsr4_rows<I, decltype(nv)::value, false, true>(j, br0, br1, xb, q, last);
+  });
 }
 
 // Gathered 1x1 (core/gather.h), as conv2d_csr_gathered.

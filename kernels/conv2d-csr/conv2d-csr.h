@@ -38,17 +38,14 @@ __attribute__((noinline)) void csr_rows(const ConvJob& j, int32_t r0, int32_t r1
   }
 }
 
-// One pass of nv <= N vectors (n positions, nv chosen at run time, N unrolled): a short tile keeps
-// several independent accumulators instead of running as single-vector passes, whose FMA chains
-// are latency-bound. Whole vectors are loaded: every layout is readable up to the next vector
-// (padded layouts have slack, in-place 1x1 has whole vectors, gathered tiles are padded).
-template <class I, int N>
-inline void csr_pass_upto(const ConvJob& j, int32_t r0, int32_t r1, const float* xq, int32_t q,
-                          int32_t n) {
-  constexpr int W = I::W;
-  if constexpr (N > 1)
-    if (n <= (N - 1) * W) return csr_pass_upto<I, N - 1>(j, r0, r1, xq, q, n);
-  csr_rows<I, N, false, true>(j, r0, r1, xq, q, n - (N - 1) * W);
+// The short last pass of a run: pass_upto (core/epilogue.h) picks the vectors. Whole vectors are
+// loaded: every layout is readable up to the next vector (padded layouts have slack, in-place 1x1
+// has whole vectors, gathered tiles are padded).
+template <class I, int NV>
+inline void csr_pass_upto(const ConvJob& j, int32_t r0, int32_t r1, const float* xq, int32_t q, int32_t n) {
+  pass_upto<I, NV>(n, [&](auto nv, int last) {
+    csr_rows<I, decltype(nv)::value, false, true>(j, r0, r1, xq, q, last);
+  });
 }
 
 // Tiles of NV vectors, then one shorter pass for the rest.
@@ -108,21 +105,15 @@ __attribute__((noinline)) void csr_kx3_rows(const ConvJob& j, int32_t r0, int32_
   }
 }
 
-template <class I, int N>
-inline void csr_kx3_pass_upto(const ConvJob& j, int32_t r0, int32_t r1, const float* xq, int32_t q,
-                              int32_t n) {
-  constexpr int W = I::W;
-  if constexpr (N > 1)
-    if (n <= (N - 1) * W) return csr_kx3_pass_upto<I, N - 1>(j, r0, r1, xq, q, n);
-  csr_kx3_rows<I, N, true>(j, r0, r1, xq, q, n - (N - 1) * W);
-}
-
 template <class I, int NV>
 void conv2d_csr_kx3_run(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
   constexpr int W = I::W;
   int32_t q = q0;
   for (; q + NV * W <= q1; q += NV * W) csr_kx3_rows<I, NV>(j, r0, r1, j.X + q, q, W);
-  if (q < q1) csr_kx3_pass_upto<I, NV>(j, r0, r1, j.X + q, q, q1 - q);
+  if (q < q1)
+    pass_upto<I, NV>(q1 - q, [&](auto nv, int last) {
+      csr_kx3_rows<I, decltype(nv)::value, true>(j, r0, r1, j.X + q, q, last);
+    });
 }
 
 // NV: vectors per tile on wide layouts (padded, strided or k > 1: one tile spans rows whose loads

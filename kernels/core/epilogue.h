@@ -1,12 +1,26 @@
 // Fused epilogue for one output channel tile: out = act(acc + bias) (+ residual).
 // Included by the per-ISA kernel TUs only (vector types differ per TU).
 #pragma once
+#include <type_traits>
+
 #include "jobs.h"
 #include "scratch.h"
 #include "simd.h"
 
 namespace st {
 namespace {
+
+// One short pass of n positions with as few vectors as cover them: calls
+// rows(std::integral_constant<int, N>{}, last) for the smallest N <= NV with N * W >= n, last =
+// the lanes of the last vector. A short tile then keeps several independent accumulators instead
+// of running as single-vector passes, whose FMA chains are latency-bound.
+template <class I, int NV, class Rows>
+inline void pass_upto(int32_t n, Rows&& rows) {
+  constexpr int W = I::W;
+  if constexpr (NV > 1)
+    if (n <= (NV - 1) * W) return pass_upto<I, NV - 1>(n, rows);
+  rows(std::integral_constant<int, NV>{}, static_cast<int>(n - (NV - 1) * W));
+}
 
 template <class I>
 inline typename I::V apply_act(typename I::V v, int32_t act) {

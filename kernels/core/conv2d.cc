@@ -261,7 +261,7 @@ int run(const Plan& p, int32_t n_img, const float* x, const float* bias, const f
   job.act = s->act;
   job.gather = p.gather;
   job.cin = s->cin;
-  job.xpitch = p.gather ? hw : chan_pitch;
+  job.xpitch = hw;
   int32_t failed = 0;
   job.failed = &failed;
   ConvKernel kern = p.block == 1 ? p.isa.conv2d_csr : p.isa.conv2d_bsr4x1;
@@ -317,10 +317,7 @@ int conv2d_sparse(int32_t block, const st_conv2d_shape* s, const float* x, const
                   int64_t indptr_len, const int32_t* indices, int64_t nnz, const float* values,
                   int64_t values_len, const float* bias, const float* residual, float* out) {
   clear_error();
-  const char* what = block == 1 ? "conv2d_csr" : "conv2d_bsr4x1";
-  int32_t OH = 0, OW = 0;
-  if (int rc = check_conv_shape(what, s, x, out, &OH, &OW)) return rc;
-  Plan p;
+  Plan p;  // prepare checks the shape and the layer, run the tensors and the batch
   if (int rc = prepare(p, block, s, indptr, indptr_len, indices, nnz, values, values_len, false, true))
     return rc;
   return run(p, s->n, x, bias, residual, out);

@@ -30,7 +30,7 @@ struct ConvJob {
   // the channel times kGatherTile. Off (false) for the other layouts.
   bool gather;
   int32_t cin;
-  int64_t xpitch;         // floats between input channels of X (every layout)
+  int64_t xpitch;
   // kx-split 3-wide rows (conv2d-csr.h, ISAs with IsaTable::csr_kx_split): non-null gives, per
   // row r, kxseg[4 r + kx] .. kxseg[4 r + kx + 1] = the nonzeros of tap column kx, whose off[]
   // leave kx out; Wq is a whole number of vectors, so every load is vector-aligned.

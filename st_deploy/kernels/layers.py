@@ -121,7 +121,8 @@ class SparseConv2d:
             name, ints = "dwconv2d_csr", (k, s, p, act)
         else:  # through a plan per input size (_plan); the weights live in the plan
             name, ints = "conv2d_plan_run", ()
-        consts = tuple(tvm_ffi.from_dlpack(np.ascontiguousarray(a)) for a in self.arrays)
+        consts = () if self.kind == "conv" else tuple(tvm_ffi.from_dlpack(np.ascontiguousarray(a))
+                                                      for a in self.arrays)
         bias = None if self.bias is None else tvm_ffi.from_dlpack(np.ascontiguousarray(self.bias, "float32"))
         return getattr(load(), name), consts + (bias,), ints
 

@@ -8,6 +8,7 @@
 // Env: UNALIGNED=1 offsets x by 16 bytes (what a numpy or ORT graph input can be);
 //      FLUSH=1 touches FLUSH_MB (default 8) MB between calls: 8 leaves x in L3, 64 sends it to
 //      DRAM, as ONNX Runtime and torch interleaved by benchmarks/kernels.py do;
+//      ISA=avx2|scalar|... forces that kernel variant in both builds (st_set_isa);
 //      PLAN=1 runs a build that has st_conv2d_plan_* through a plan made once per layer (what
 //      ONNX Runtime and the Python layers do); a build without it keeps the per-call API.
 // Driven by benchmarks/kernel_ab.sh, which builds the two .so files from git revisions.
@@ -94,6 +95,13 @@ int main(int argc, char** argv) {
       std::printf("%s: %s\n", argv[1 + i], pcreate[i] ? "plan per layer" : "per-call API (no plans in this build)");
     }
     reinterpret_cast<ThreadsFn>(dlsym(h, "st_set_num_threads"))(1);
+    if (const char* isa = std::getenv("ISA")) {
+      using IsaFn = int (*)(const char*);
+      if (reinterpret_cast<IsaFn>(dlsym(h, "st_set_isa"))(isa) != 0) {
+        std::fprintf(stderr, "%s: st_set_isa(\"%s\") failed\n", argv[1 + i], isa);
+        return 2;
+      }
+    }
   }
   const bool flush = std::getenv("FLUSH") != nullptr;
   const int shift = std::getenv("UNALIGNED") ? 4 : 0;
@@ -122,7 +130,13 @@ int main(int argc, char** argv) {
       std::vector<float> xbuf(xn + 32), o0(on + 16), o1(on + 16);
       float* xa = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(xbuf.data()) + 63) & ~uintptr_t(63)) + shift;
       for (size_t i = 0; i < xn; ++i) xa[i] = N(g);
-      float* outs[2] = {o0.data(), o1.data()};
+      // Both outputs 64-byte aligned (as ONNX Runtime's and numpy's aligned buffers are): with
+      // malloc's 16-byte alignment the two builds stored to differently aligned rows, which
+      // showed up as a +-9 % bias by position on some layers.
+      const auto align64 = [](float* p) {
+        return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+      };
+      float* outs[2] = {align64(o0.data()), align64(o1.data())};
       st_conv2d_shape s{1, l.cin, l.hw, l.hw, l.cout, l.k, l.k, l.stride, pad, 1};
       std::vector<double> t[2];
       st_conv2d_plan* plans[2] = {nullptr, nullptr};
@@ -152,7 +166,7 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 2; ++i)
         if (plans[i]) pfree[i](plans[i]);
       double diff = 0;
-      for (size_t z = 0; z < on; ++z) diff = std::max(diff, static_cast<double>(std::fabs(o0[z] - o1[z])));
+      for (size_t z = 0; z < on; ++z) diff = std::max(diff, static_cast<double>(std::fabs(outs[0][z] - outs[1][z])));
       for (auto& tt : t) std::sort(tt.begin(), tt.end());
       const double a = t[0][t[0].size() / 2], bb = t[1][t[1].size() / 2];
       std::printf("%-4s %4d->%-4d %3d^2 k%d s%d %3.0f%%  A %9.1f us  B %9.1f us  A/B %.3f  maxdiff %.1e\n",

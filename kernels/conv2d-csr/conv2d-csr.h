@@ -118,12 +118,16 @@ void conv2d_csr_kx3_run(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, in
 
 // NV: vectors per tile on wide layouts (padded, strided or k > 1: one tile spans rows whose loads
 // straddle cache lines, so a longer run per broadcast pays); NVc on compact and gathered ones
-// (1x1), where shorter tiles measured faster, except that a compact tile doubles (ConvJob::
-// long_tile) while the tile's runs of every input channel still fit L1: cin x 2 NVc vectors <=
-// 32 KB, AVX-512 up to 64 channels, AVX2 up to 128 (IsaTable::csr_long_tile_cin). `PLAN=1
-// [ISA=avx2] benchmarks/kernel_ab.sh`, both orders: 80-90 % sparse layers 1.05-1.18x on AVX-512
-// (44->24, 54->36, 64->64 at 14^2-112^2) and 1.19-1.40x on AVX2; at 96-256 channels longer tiles
-// gained nothing on AVX-512 and 256->256 28^2 lost 3 %.
+// (1x1), where shorter tiles measured faster, except that a compact tile doubles while the tile's
+// runs of every input channel still fit L1 (cin x 2 NVc vectors <= 32 KB: AVX-512 up to 64
+// channels, AVX2 up to 128). `PLAN=1 [ISA=avx2] benchmarks/kernel_ab.sh`, both orders: 80-90 %
+// sparse layers 1.05-1.18x on AVX-512 (44->24, 54->36, 64->64 at 14^2-112^2) and 1.19-1.40x on
+// AVX2; 45-65 % sparse expansions (18->62, 24->78, 36->124) unchanged; at 96-256 channels longer
+// tiles gained nothing on AVX-512 and 256->256 28^2 lost 3 %.
+template <class I, int NVc>
+inline bool long_compact_tile(const ConvJob& j) {
+  return static_cast<int64_t>(j.cin) * 2 * NVc * I::W * static_cast<int64_t>(sizeof(float)) <= 32768;
+}
 
 template <class I, int NV, int NVc>
 void conv2d_csr_impl(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32_t q1) {
@@ -138,7 +142,7 @@ void conv2d_csr_impl(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, int32
   }
   if (jt.Wq != jt.OW) return conv2d_csr_run<I, NV, true>(jt, r0, r1, q0, q1);
   if constexpr (2 * NVc <= NV)
-    if (jt.long_tile) return conv2d_csr_run<I, 2 * NVc, false>(jt, r0, r1, q0, q1);
+    if (long_compact_tile<I, NVc>(jt)) return conv2d_csr_run<I, 2 * NVc, false>(jt, r0, r1, q0, q1);
   conv2d_csr_run<I, NVc, false>(jt, r0, r1, q0, q1);
 }
 }  // namespace

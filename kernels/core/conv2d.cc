@@ -67,22 +67,17 @@ int32_t kx_split_width(int32_t block, const IsaTable* tbl, const st_conv2d_shape
 }
 
 // Gathering copies cin x 64 floats per tile, which pays when each copied vector feeds enough
-// rows: CSR with >= 20 nonzeros per input channel, unless in place runs its long tiles
-// (IsaTable::csr_long_tile_cin: the tile's runs already fit L1), which measured 1.08-1.27x
-// faster than gathering on AVX-512 and 1.23-1.41x on AVX2 (16-64 -> 62-384 channels, 14^2-112^2,
-// 48-90 %; 64 -> 256 at 28^2 1.0x), while at 96-128 channels AVX-512's short in-place tiles were
-// 5-7 % slower than gathering (`PLAN=1 [ISA=avx2] benchmarks/kernel_ab.sh`, both orders). Planes
-// under two tiles (7x7: 49 positions) gather always, since in place they run as single-vector
-// passes. Measured with
+// rows: CSR with >= 20 nonzeros per input channel. Planes under two tiles (7x7: 49 positions) gather
+// always, since in place they run as single-vector passes. Measured with
 // `benchmarks/kernels.py --ops 1x1` under both forced paths (64-1024 channels, 7^2-56^2,
 // 70-95 % sparse); BSR4x1 reads each vector for 4 rows and measured faster in place at >= 14^2.
 // Unaligned x is packed whole by the direct path: one streaming copy, which measured up to 2x
 // faster than gathering the same floats tile by tile for sparse layers (98 %, 144 -> 36 at 28^2:
 // the copy is most of the time).
-Conv1x1Path conv1x1_path(int32_t block, int32_t cin, int64_t hw, int64_t nnz, bool long_tile) {
+Conv1x1Path conv1x1_path(int32_t block, int32_t cin, int64_t hw, int64_t nnz) {
   if (const int f = forced_path().load(); f > 0) return static_cast<Conv1x1Path>(f);
   if (hw < 2 * kGatherTile) return Conv1x1Path::kGather;
-  if (block == 1 && !long_tile && nnz >= 20 * static_cast<int64_t>(cin)) return Conv1x1Path::kGather;
+  if (block == 1 && nnz >= 20 * static_cast<int64_t>(cin)) return Conv1x1Path::kGather;
   return Conv1x1Path::kDirect;
 }
 
@@ -97,7 +92,7 @@ struct Plan {
   PhaseLayout L;
   IsaTable isa;       // the table active when the plan was made (a copy: set_isa edits it)
   uint64_t config;    // config_generation() then; a plan of an older one re-plans per call
-  bool gather, direct, kx_split, long_tile;
+  bool gather, direct, kx_split;
   int64_t chan_pitch, total, nnz;
   int32_t brows;
   // The layer as given (owned copies in plans made by st_conv2d_plan_create).
@@ -156,8 +151,7 @@ int prepare(Plan& p, int32_t block, const st_conv2d_shape* s, const int32_t* ind
   // (decided per call: otherwise nearly every vector load straddles two lines, 1.3-1.7x slower)
   // and else packs a copy with planes padded to 16 floats, which is hw itself whenever in place
   // is possible, so the offsets hold for both.
-  p.long_tile = block == 1 && s->cin <= tbl->csr_long_tile_cin;
-  const Conv1x1Path path = L.identity() ? conv1x1_path(block, s->cin, hw, nnz, p.long_tile) : Conv1x1Path::kNone;
+  const Conv1x1Path path = L.identity() ? conv1x1_path(block, s->cin, hw, nnz) : Conv1x1Path::kNone;
   p.gather = path == Conv1x1Path::kGather;
   p.direct = path == Conv1x1Path::kDirect;
   p.chan_pitch = p.gather ? kGatherTile : p.direct ? (hw + 15) / 16 * 16 : L.chan_pitch;
@@ -266,7 +260,6 @@ int run(const Plan& p, int32_t n_img, const float* x, const float* bias, const f
   job.bias = bias;
   job.act = s->act;
   job.gather = p.gather;
-  job.long_tile = p.long_tile;
   job.cin = s->cin;
   job.xpitch = hw;
   int32_t failed = 0;

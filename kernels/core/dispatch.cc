@@ -43,9 +43,6 @@ IsaTable build(const std::string& isa) {
   // Must match the ISAs whose simd.h traits define kShiftIn (conv2d-csr.h fails a kx-split job
   // on any other, it never computes it wrongly).
   t.csr_kx_split = isa == "avx512" ? 16 : 0;
-  // 32 KB / (2 NVc x 64 bytes) on AVX-512 (NVc = 4), / (2 NVc x 32 bytes) on AVX2 (NVc = 4); NEON
-  // and scalar instantiate no longer tile (NVc = NV).
-  t.csr_long_tile_cin = isa == "avx512" ? 64 : isa == "avx2" ? 128 : 0;
   return t;
 }
 

@@ -29,8 +29,6 @@ struct ConvJob {
   // tiles of kGatherTile positions of all cin channels into a per-thread buffer and off[j] is
   // the channel times kGatherTile. Off (false) for the other layouts.
   bool gather;
-  // Compact 1x1 CSR: tiles of twice the kernel's usual length (IsaTable::csr_long_tile_cin).
-  bool long_tile;
   int32_t cin;
   int64_t xpitch;
   // kx-split 3-wide rows (conv2d-csr.h, ISAs with IsaTable::csr_kx_split): non-null gives, per

@@ -36,10 +36,6 @@ struct IsaTable {
   // conv2d_csr runs kx-split jobs (ConvJob::kxseg) with rows padded to this many floats (the
   // vector width); 0: not supported. ISAs whose traits have shift_in (simd.h).
   int32_t csr_kx_split = 0;
-  // conv2d_csr runs compact 1x1 tiles twice as long (ConvJob::long_tile) for layers with at most
-  // this many input channels, where the tile's runs of every channel still fit L1 (cin x 2 NVc
-  // vectors <= 32 KB, conv2d-csr.h); 0: never.
-  int32_t csr_long_tile_cin = 0;
 };
 
 // The table in use; throws nothing, returns null and sets the thread error if the forced ISA

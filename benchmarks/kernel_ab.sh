@@ -7,7 +7,10 @@
 #
 # Builds each revision's kernel core (kernels/, no tvm-ffi) into a shared library under
 # ${ST_AB_DIR:-/tmp/st-kernel-ab} and runs benchmarks/kernel_ab/ab.cc on them; see that file for
-# SPEC and the UNALIGNED / FLUSH switches.
+# SPEC and the UNALIGNED / FLUSH / ISA switches. Run both orders (A B, then B A): a ratio that
+# flips with the order is noise. A layer run alone over and over keeps its data in cache; check a
+# gain inside a network too (`st-deploy bench TICKET --runtime tvm-sparse --per-layer`): small
+# memory-bound layers that gained 1.1-1.2x here measured the same there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="${ST_AB_DIR:-/tmp/st-kernel-ab}"

@@ -123,7 +123,8 @@ void conv2d_csr_kx3_run(const ConvJob& j, int32_t r0, int32_t r1, int32_t q0, in
 // channels, AVX2 up to 128). `PLAN=1 [ISA=avx2] benchmarks/kernel_ab.sh`, both orders: 80-90 %
 // sparse layers 1.05-1.18x on AVX-512 (44->24, 54->36, 64->64 at 14^2-112^2) and 1.19-1.40x on
 // AVX2; 45-65 % sparse expansions (18->62, 24->78, 36->124) unchanged; at 96-256 channels longer
-// tiles gained nothing on AVX-512 and 256->256 28^2 lost 3 %.
+// tiles gained nothing on AVX-512 and 256->256 28^2 lost 3 %. Those are layers run alone; inside
+// the example network (`st-deploy bench --per-layer`, TVM) the same layers took as long as before.
 template <class I, int NVc>
 inline bool long_compact_tile(const ConvJob& j) {
   return static_cast<int64_t>(j.cin) * 2 * NVc * I::W * static_cast<int64_t>(sizeof(float)) <= 32768;

@@ -242,6 +242,23 @@ void linear_csr(TensorView x, TensorView indptr, TensorView indices, TensorView 
                          indices.size(0), v, values.size(0), b, to_i32(op, "act", act), o));
 }
 
+void linear_dense(TensorView x, TensorView weight, Optional<TensorView> bias, int64_t act, TensorView out) {
+  const char* op = "st_deploy.linear_dense";
+  const float* xp = data<const float>(op, "x", x, 2);
+  float* o = data<float>(op, "out", out, 2);
+  const float* w = data<const float>(op, "weight", weight, 2);
+  expect_shape(op, "weight", weight, {out.size(1), x.size(1)});
+  expect_shape(op, "out", out, {x.size(0), out.size(1)});
+  const float* b = nullptr;
+  if (bias.has_value()) {
+    b = data<const float>(op, "bias", *bias, 1);
+    expect_shape(op, "bias", *bias, {out.size(1)});
+  }
+  check_rc(st_linear_dense(to_i32(op, "batch", x.size(0)), to_i32(op, "in_features", x.size(1)),
+                           to_i32(op, "out_features", out.size(1)), xp, w, weight.numel(), b,
+                           to_i32(op, "act", act), o));
+}
+
 void validate_sparse(TensorView indptr, TensorView indices, int64_t rows, int64_t cols,
                      int64_t block_rows, int64_t values_len) {
   const char* op = "st_deploy.validate_sparse";
@@ -279,6 +296,7 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(conv2d_bsr, st_ffi::conv2d_bsr);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(dwconv2d, st_ffi::dwconv2d);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(dwconv2d_csr, st_ffi::dwconv2d_csr);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(linear_csr, st_ffi::linear_csr);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(linear_dense, st_ffi::linear_dense);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(validate_sparse, st_ffi::validate_sparse);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(isa, st_ffi::isa);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(isa_available, st_ffi::isa_available);
@@ -376,6 +394,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("st_deploy.dwconv2d", st_ffi::dwconv2d)
       .def("st_deploy.dwconv2d_csr", st_ffi::dwconv2d_csr)
       .def("st_deploy.linear_csr", st_ffi::linear_csr)
+      .def("st_deploy.linear_dense", st_ffi::linear_dense)
       .def("st_deploy.validate_sparse", st_ffi::validate_sparse)
       .def("st_deploy.kernels_isa", st_ffi::isa)
       .def("st_deploy.kernels_set_isa", st_ffi::set_isa)

@@ -47,7 +47,8 @@ IsaTable build(const std::string& isa) {
 }
 
 bool complete(const IsaTable& t) {
-  return t.isa && t.conv2d_csr && t.conv2d_bsr4x1 && t.dwconv2d_csr && t.dwconv2d_dense && t.linear_csr;
+  return t.isa && t.conv2d_csr && t.conv2d_bsr4x1 && t.dwconv2d_csr && t.dwconv2d_dense && t.linear_csr &&
+         t.linear_dense;
 }
 
 struct State {

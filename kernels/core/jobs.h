@@ -68,6 +68,7 @@ struct LinearJob {
   const float* bias;
   float* out;             // [n, outf]
   int32_t act;
+  const float* w = nullptr;  // linear_dense kernels: [outf, in] (rowptr/col/val unused)
 };
 
 // (k, stride) pairs with a direct depthwise kernel (dwconv2d-dense/dwconv2d-dense.h); others run

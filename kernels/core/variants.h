@@ -33,6 +33,7 @@ struct IsaTable {
   DwKernel dwconv2d_csr = nullptr;
   DwKernel dwconv2d_dense = nullptr;
   LinearKernel linear_csr = nullptr;
+  LinearKernel linear_dense = nullptr;
   // conv2d_csr runs kx-split jobs (ConvJob::kxseg) with rows padded to this many floats (the
   // vector width); 0: not supported. ISAs whose traits have shift_in (simd.h).
   int32_t csr_kx_split = 0;

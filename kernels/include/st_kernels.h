@@ -118,6 +118,11 @@ ST_API int st_linear_csr(int32_t n, int32_t in_features, int32_t out_features, c
                          int64_t nnz, const float* values, int64_t values_len, const float* bias,
                          int32_t act, float* out);
 
+/* The same with a dense W [out_features, in_features] (row-major, weight_len floats). */
+ST_API int st_linear_dense(int32_t n, int32_t in_features, int32_t out_features, const float* x,
+                           const float* weight, int64_t weight_len, const float* bias, int32_t act,
+                           float* out);
+
 /* Checks a CSR (block_rows = 1) or BSR (block_rows = 4) pattern without running anything. */
 ST_API int st_validate_sparse(int32_t rows, int32_t cols, int32_t block_rows, const int32_t* indptr,
                               int64_t indptr_len, const int32_t* indices, int64_t nnz,

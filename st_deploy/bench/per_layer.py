@@ -70,7 +70,7 @@ def ort_per_layer(model_path: Path, x: np.ndarray, threads: int = 1, runs: int =
 # The kernel symbols a TVM artifact calls through R.call_dps_packed (export/tvm/ops). The
 # manifest's per-layer "impl" starts with the symbol the layer calls ("relax conv2d" etc. for
 # layers left to Relax ops); symbols read there count as kernels too (e.g. prefixed GPU ones).
-TVM_KERNEL_SYMBOLS = ("conv2d_csr", "conv2d_bsr", "dwconv2d", "dwconv2d_csr", "linear_csr")
+TVM_KERNEL_SYMBOLS = ("conv2d_csr", "conv2d_bsr", "dwconv2d", "dwconv2d_csr", "linear_csr", "linear_dense")
 TVM_METHOD = ("per-call timer on the Relax VM's call instructions (VirtualMachine.set_instrument; "
               "TVM 0.27 has no Relax VM profiler): each call's time includes ~1-3 us of callback overhead")
 

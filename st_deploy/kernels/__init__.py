@@ -7,6 +7,7 @@ globals for TVM Relax (R.call_dps_packed, output last):
   st_deploy.dwconv2d(x, weight, bias?, residual?, stride, pad, act, out)
   st_deploy.dwconv2d_csr(x, indptr, indices, values, bias?, residual?, k, stride, pad, act, out)
   st_deploy.linear_csr(x, indptr, indices, values, bias?, act, out)
+  st_deploy.linear_dense(x, weight, bias?, act, out)
 x/values/bias/residual/out float32, indptr/indices int32, act 0 none / 1 relu / 2 relu6;
 epilogue out = act(conv + bias) (+ residual, after act).
 """
@@ -15,7 +16,7 @@ from ._lib import KernelError, library_path, load
 from .formats import bsr4x1_fill, to_bsr4x1, to_csr
 from .layers import FORMATS, SparseConv2d, SparseLinear
 from .ops import (ACTS, aligned_empty, conv2d_bsr4x1, conv2d_csr, dwconv2d, dwconv2d_csr,
-                  linear_csr, validate_sparse)
+                  linear_csr, linear_dense, validate_sparse)
 from .runtime import (CONV1X1_PATHS, ISAS, available_isas, conv1x1_path, get_num_threads, isa,
                       isa_available, set_conv1x1_path, set_isa, set_num_threads, use_conv1x1_path,
                       use_isa, variants)
@@ -24,6 +25,6 @@ __all__ = [
     "ACTS", "CONV1X1_PATHS", "FORMATS", "ISAS", "KernelError", "SparseConv2d", "SparseLinear",
     "aligned_empty", "available_isas", "bsr4x1_fill", "conv1x1_path", "conv2d_bsr4x1", "conv2d_csr",
     "dwconv2d", "dwconv2d_csr", "get_num_threads", "isa", "isa_available", "library_path",
-    "linear_csr", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "to_bsr4x1", "to_csr",
+    "linear_csr", "linear_dense", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "to_bsr4x1", "to_csr",
     "use_conv1x1_path", "use_isa", "validate_sparse", "variants",
 ]

@@ -179,31 +179,39 @@ class SparseConv2d:
 
 
 class SparseLinear:
-    """A linear layer y = act(x @ W.T + b) with W in CSR, built by from_dense()."""
+    """A linear layer y = act(x @ W.T + b) with W in CSR (fmt "csr") or kept dense (fmt "dense":
+    every weight, no index array), built by from_dense()."""
 
-    def __init__(self, arrays: tuple[np.ndarray, np.ndarray, np.ndarray], in_features: int,
-                 out_features: int, bias: Optional[np.ndarray], act: str) -> None:
+    def __init__(self, arrays: tuple[np.ndarray, ...], in_features: int, out_features: int,
+                 bias: Optional[np.ndarray], act: str, fmt: str = "csr") -> None:
         self.arrays = arrays
         self.in_features = in_features
         self.out_features = out_features
         self.bias = bias
         self.act = act
-        self.nnz = int(arrays[1].size)
+        self.fmt = fmt
+        self.nnz = int(arrays[1].size) if fmt == "csr" else int(np.count_nonzero(arrays[0]))
         self.density = self.nnz / (in_features * out_features)
 
     @classmethod
-    def from_dense(cls, weight: Any, bias: Any = None, act: str = "none") -> "SparseLinear":
+    def from_dense(cls, weight: Any, bias: Any = None, act: str = "none", fmt: str = "csr") -> "SparseLinear":
         ops.act_code(act)
+        if fmt not in ("csr", "dense"):
+            raise KernelError(f"linear format {fmt!r}: use 'csr' or 'dense'")
         w = to_numpy(weight)
         if w.ndim != 2:
             raise KernelError(f"linear weight must be [out_features, in_features], got {w.shape}")
         b = None if bias is None else to_numpy(bias).reshape(-1)
         if b is not None and b.shape[0] != w.shape[0]:
             raise KernelError(f"bias has {b.shape[0]} entries for {w.shape[0]} output features")
+        if fmt == "dense":
+            return cls((np.ascontiguousarray(w, dtype=np.float32),), int(w.shape[1]), int(w.shape[0]), b, act, fmt)
         arrays = to_csr(w)
         ops.validate_sparse(arrays[0], arrays[1], w.shape[0], w.shape[1], 1, arrays[2].size)
         return cls(arrays, int(w.shape[1]), int(w.shape[0]), b, act)
 
     def __call__(self, x: Any, out: Any = None) -> Any:
+        if self.fmt == "dense":
+            return ops.linear_dense(x, self.arrays[0], self.bias, act=self.act, out=out)
         return ops.linear_csr(x, *self.arrays, self.bias, out_features=self.out_features,
                               act=self.act, out=out)

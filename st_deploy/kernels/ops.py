@@ -178,6 +178,21 @@ def linear_csr(x: Array, indptr: Array, indices: Array, values: Array,
     return out
 
 
+def linear_dense(x: Array, weight: Array, bias: Optional[Array] = None, *,
+                 act: Union[str, int] = "none", out: Optional[Array] = None) -> Array:
+    """y = act(x @ W.T + bias) with a dense W [out_features, in_features]; x is [N, in_features]."""
+    x = as_dtype(x, "float32", "x")
+    weight = as_dtype(weight, "float32", "weight")
+    if x.ndim != 2:
+        raise KernelError(f"x must be [N, in_features], got shape {tuple(x.shape)}")
+    if weight.ndim != 2:
+        raise KernelError(f"weight must be [out_features, in_features], got shape {tuple(weight.shape)}")
+    if out is None:
+        out = _new_out(x, (x.shape[0], int(weight.shape[0])))
+    call("linear_dense", x, weight, as_dtype(bias, "float32", "bias"), act_code(act), out)
+    return out
+
+
 def validate_sparse(indptr: Array, indices: Array, rows: int, cols: int, block_rows: int = 1,
                     values_len: Optional[int] = None) -> None:
     """Raises KernelError unless (indptr, indices) is a valid CSR / BSR(block_rows x 1) pattern."""

@@ -32,7 +32,7 @@ def test_every_op_matches_and_manifest_says_how(every_op, sparse_out):
     assert layers["pw1"]["format"] == "csr" and layers["pw1"]["impl"] == "conv2d_csr"
     assert layers["dw1"]["impl"] == "dwconv2d_csr"
     assert layers["grp"]["format"] == "dense" and "block-diagonal" in layers["grp"]["impl"]
-    assert layers["fc2"]["format"] == "dense" and layers["fc2"]["impl"] == "linear_csr (full density)"
+    assert layers["fc2"]["format"] == "dense" and layers["fc2"]["impl"] == "linear_dense"
     assert layers["proj1"]["fused"] == "residual add res1"
     assert oct(os.stat(sparse_out).st_mode & 0o777) != oct(0o700)
 

@@ -22,7 +22,7 @@ from .targets import TargetSpec
 LIBRARY = "model.so"
 # Symbols every CPU artifact must define: the VM executable and the kernel entry points.
 KERNEL_SYMBOLS = ("__tvm_ffi_conv2d_csr", "__tvm_ffi_conv2d_bsr", "__tvm_ffi_dwconv2d", "__tvm_ffi_dwconv2d_csr",
-                  "__tvm_ffi_linear_csr", "__tvm_ffi_set_num_threads")
+                  "__tvm_ffi_linear_csr", "__tvm_ffi_linear_dense", "__tvm_ffi_set_num_threads")
 CUDA_KERNEL_SYMBOLS = ("__tvm_ffi_cuda_conv2d_csr", "__tvm_ffi_cuda_conv2d_bsr", "__tvm_ffi_cuda_dwconv2d",
                        "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr")
 VM_SYMBOL = "__tvm_ffi__library_bin"

@@ -229,6 +229,26 @@ void run_linear(const std::string& isa, int n, int fin, int fout, double sp, int
   compare("linear_csr", isa, c, out, want);
 }
 
+// Dense linear: rows in groups of 4 and a remainder, inputs with and without a vector tail.
+void run_linear_dense(const std::string& isa, int n, int fin, int fout, int act, bool bias) {
+  std::vector<float> x(static_cast<size_t>(n) * fin), w(static_cast<size_t>(fout) * fin), b(fout),
+      out(static_cast<size_t>(n) * fout), want(out.size());
+  for (float& v : x) v = uni();
+  for (float& v : w) v = uni();
+  for (float& v : b) v = uni();
+  for (int s = 0; s < n; ++s)
+    for (int o = 0; o < fout; ++o) {
+      double acc = bias ? b[o] : 0.0;
+      for (int i = 0; i < fin; ++i)
+        acc += static_cast<double>(w[static_cast<size_t>(o) * fin + i]) * x[static_cast<size_t>(s) * fin + i];
+      want[static_cast<size_t>(s) * fout + o] = act_f(static_cast<float>(acc), act);
+    }
+  expect_rc("linear_dense", st_linear_dense(n, fin, fout, x.data(), w.data(), static_cast<int64_t>(w.size()),
+                                            bias ? b.data() : nullptr, act, out.data()), ST_OK);
+  Case c{n, fin, fout, 1, 1, 1, 1, 0, act, 0.0, bias, false};
+  compare("linear_dense", isa, c, out, want);
+}
+
 // A plan made under one ISA and run after st_set_isa: it must not run the old choices (the
 // kx-split arrangement exists only for some ISAs), it re-plans for the call.
 void plan_after_isa_change() {
@@ -296,6 +316,9 @@ void malformed() {
   st_conv2d_shape dws{1, 1, 4, 4, 1, 3, 3, 1, 1, 0};
   expect_rc("dw tap out of range", st_dwconv2d_csr(&dws, x, dwp, 2, dwi, 1, v, 1, nullptr, nullptr, out), ST_EINVAL);
   expect_rc("linear index out of range", st_linear_csr(1, 1, 2, x, ip_ok, 3, ix_bad, 2, v, 2, nullptr, 0, out), ST_EINVAL);
+  expect_rc("linear_dense weight length", st_linear_dense(1, 2, 2, x, v, 3, nullptr, 0, out), ST_EINVAL);
+  expect_rc("linear_dense null weight", st_linear_dense(1, 1, 1, x, nullptr, 1, nullptr, 0, out), ST_EINVAL);
+  expect_rc("linear_dense bad act", st_linear_dense(1, 1, 1, x, v, 1, nullptr, 5, out), ST_EINVAL);
   expect_rc("threads 0", st_set_num_threads(0), ST_EINVAL);
   st_conv2d_plan* plan = nullptr;
   expect_rc("plan index out of range", st_conv2d_plan_create(1, &s, ip_ok, 3, ix_bad, 2, v, 2, &plan), ST_EINVAL);
@@ -357,6 +380,9 @@ int main() {
       run_dw(isa, Case{2, 24, 24, 30, 30, 5, 1, 2, 2, 0.4, true, true});
       run_linear(isa, 3, 300, 17, 0.8, 0);
       run_linear(isa, 1, 5, 3, 0.0, 1);
+      run_linear_dense(isa, 1, 300, 17, 1, true);
+      run_linear_dense(isa, 3, 37, 6, 2, false);
+      run_linear_dense(isa, 2, 3, 4, 0, true);
     }
   }
   plan_after_isa_change();

@@ -1,9 +1,11 @@
-"""linear_csr: fully connected layers; dense ones run it with every weight listed."""
+"""linear_csr / linear_dense: fully connected layers. Dense ones run linear_dense on CPU targets
+and linear_csr with every weight listed on cuda (which has no dense linear kernel)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from tvm import relax
 
 from .weights import full_csr, sparse_arrays
@@ -14,16 +16,19 @@ def unsupported(node: Any) -> str | None:
 
 
 def lower(call: Any) -> tuple[Any, str]:
-    assert call.residual is None, "linear_csr has no residual input"
+    assert call.residual is None, "linear kernels have no residual input"
     n = call.node
     w = n.params["weight"].detach().cpu().numpy()
+    bias = relax.const(n.params["bias"].detach().cpu().numpy())
+    out_ty = relax.TensorType(call.out_shape, "float32")
+    if call.fmt == "dense" and not call.prefix:
+        args = [call.x, relax.const(np.ascontiguousarray(w, dtype=np.float32)), bias, relax.prim_value(call.act)]
+        return relax.call_dps_packed("linear_dense", args, out_ty=out_ty), "linear_dense"
     if call.fmt == "dense":
         arrays, impl = full_csr(w), "linear_csr (full density)"
     elif call.fmt == "csr":
         arrays, impl = sparse_arrays(w, "csr"), "linear_csr"
     else:
         raise AssertionError(f"{n.name}: linear layers have no {call.fmt!r} kernel")
-    args = [call.x, *(relax.const(a) for a in arrays), relax.const(n.params["bias"].detach().cpu().numpy()),
-            relax.prim_value(call.act)]
-    out_ty = relax.TensorType(call.out_shape, "float32")
+    args = [call.x, *(relax.const(a) for a in arrays), bias, relax.prim_value(call.act)]
     return relax.call_dps_packed(call.prefix + "linear_csr", args, out_ty=out_ty), impl

@@ -1,0 +1,8 @@
+// portable C++, 1 lane: four rows per loaded vector of x.
+#include "linear-dense.h"
+
+namespace st {
+void linear_dense_scalar(const LinearJob& j, int32_t r0, int32_t r1) {
+  linear_dense_impl<IsaScalar>(j, r0, r1);
+}
+}  // namespace st

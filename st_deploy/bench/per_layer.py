@@ -76,12 +76,15 @@ TVM_METHOD = ("per-call timer on the Relax VM's call instructions (VirtualMachin
 
 
 def _tvm_kernel_layers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """Manifest layers that run on one of our kernels, in graph order (the order they are called)."""
+    """Manifest layers that run on one of our kernels, in the order they are called: their "call"
+    index (convs absorbed into an n-ary add are called at the add), else graph order (manifests
+    written before the index existed)."""
     out = []
-    for lp in manifest.get("plan", {}).get("layers", []):
+    for i, lp in enumerate(manifest.get("plan", {}).get("layers", [])):
         symbol = str(lp.get("impl", "")).split(" ")[0]
         if symbol and symbol != "relax":
-            out.append({**lp, "symbol": symbol})
+            out.append({**lp, "symbol": symbol, "_order": lp.get("call", i)})
+    out.sort(key=lambda lp: lp["_order"])
     return out
 
 
@@ -117,8 +120,8 @@ def _tvm_calls(runner: Any, x: np.ndarray, runs: int, warmup: int) -> tuple[list
 def tvm_per_layer(folder: Path, x: np.ndarray, threads: int = 1, runs: int = 20, warmup: int = 3) -> dict[str, Any]:
     """Median time per call of a TVM artifact over `runs` runs, kernel calls mapped to graph nodes.
 
-    Our kernels are called in graph order, so the k-th kernel call is the k-th manifest layer that
-    runs on a kernel; the mapping is used only if the called symbols match the manifest's
+    The manifest gives each layer that runs on a kernel the index of its call in a run ("call"),
+    so the k-th kernel call is the layer with call index k; the mapping is used only if the called symbols match the manifest's
     layer by layer ("attributed": True), else rows are named by call order and "note" says why.
     Relax ops (TIR functions TVM names, e.g. add4, mean) are listed per call under their TVM name;
     VM bookkeeping (vm.builtin.*: allocation, null values, shape checks) is one row.
@@ -151,7 +154,7 @@ def tvm_per_layer(folder: Path, x: np.ndarray, threads: int = 1, runs: int = 20,
     kernel_calls = [s for s in sequence if s in symbols]
     expected = [lp["symbol"] for lp in layers]
     attributed = kernel_calls == expected
-    note = ("kernel calls mapped to graph nodes in graph order; the called symbols match the manifest's layers"
+    note = ("kernel calls mapped to graph nodes in call order; the called symbols match the manifest's layers"
             if attributed else
             f"kernel calls NOT attributed to graph nodes: the VM called {len(kernel_calls)} kernels "
             f"({', '.join(kernel_calls[:3])}...) but the manifest lists {len(expected)} kernel layers "

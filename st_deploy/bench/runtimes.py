@@ -74,13 +74,18 @@ class BenchSource:
 
 @lru_cache(maxsize=1)
 def toolkit_fingerprint() -> str:
-    """What an exported artifact depends on besides the ticket: the st-deploy version, the kernel
-    sources and the cost tables the planner reads. Cached artifacts are keyed by it, so a changed
-    kernel or planner re-exports instead of benchmarking a stale artifact."""
+    """What an exported artifact depends on besides the ticket: the st-deploy version, its own
+    Python sources (compaction, planner, exporters), the kernel sources and the cost tables the
+    planner reads. Cached artifacts are keyed by it, so a changed kernel, planner or exporter
+    re-exports instead of benchmarking a stale artifact."""
     from .. import __version__
     from ..plan.cost import cache_dir
 
     h = hashlib.sha256(__version__.encode())
+    package = Path(__file__).resolve().parents[1]
+    for p in sorted(package.rglob("*.py")):
+        h.update(str(p.relative_to(package)).encode())
+        h.update(p.read_bytes())
     try:
         from ..export.tvm.kernel_objects import kernel_sources
         src: Path | None = kernel_sources()

@@ -34,6 +34,9 @@ def test_every_op_matches_and_manifest_says_how(every_op, sparse_out):
     assert layers["grp"]["format"] == "dense" and "block-diagonal" in layers["grp"]["impl"]
     assert layers["fc2"]["format"] == "dense" and layers["fc2"]["impl"] == "linear_dense"
     assert layers["proj1"]["fused"] == "residual add res1"
+    # the 3-input add: b1 seeds the sum, b2 and b3 take the running sum as their residual
+    assert "fused" not in layers["b1"]
+    assert layers["b2"]["fused"] == layers["b3"]["fused"] == "residual add sum3"
     assert oct(os.stat(sparse_out).st_mode & 0o777) != oct(0o700)
 
 

@@ -183,7 +183,8 @@ def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, source: dict[str, st
             per_layer.append({"name": n.name, "kind": layer_kind(n), "format": formats.get(n.name, "dense"),
                               "sparsity": round(sparsity_of(n.params["weight"], n.params.get("mask")), 4),
                               "runs_as": info.get("run_format", formats.get(n.name, "dense")),
-                              "impl": info.get("impl", ""), **{k: info[k] for k in ("fused", "note") if k in info}})
+                              "impl": info.get("impl", ""),
+                              **{k: info[k] for k in ("fused", "note", "call") if k in info}})
     not_sparse = [lp["name"] for lp in per_layer if lp["format"] != "dense" and lp["runs_as"] == "dense"]
     return {
         "format_version": FORMAT_VERSION,

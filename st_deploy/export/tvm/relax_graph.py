@@ -27,7 +27,7 @@ from .ops import KERNEL_ACTS, KERNEL_FAMILIES, LayerCall
 @dataclass
 class Lowered:
     mod: Any                                     # tvm.IRModule
-    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> {format, impl, note}
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> {format, impl, note, call}
 
 
 def _const_c(v: Any, ndim: int) -> Any:
@@ -51,34 +51,37 @@ def _act(bb: relax.BlockBuilder, x: Any, kind: str) -> Any:
     raise DeployError(f"activation {kind!r} has no TVM lowering")
 
 
-def _residual_fusions(graph: Graph, kernel_nodes: set[str]) -> dict[str, tuple[str, str]]:
-    """conv node -> (add node, other input) where the add can be the conv's epilogue.
+def _residual_fusions(graph: Graph, kernel_nodes: set[str],
+                      shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[list[str], list[str]]]:
+    """add node -> (kernel convs it absorbs, in chain order; the add's other inputs).
 
-    Needs: a two-input add, one input a kernel conv whose only reader is that add (and which is
-    not a graph output) with an activation the kernel applies, and the other input computed
-    before the conv (so it exists when the conv call is emitted).
+    As the ONNX sparse model (export/onnx/sparse_ops.py): an n-ary add of branch outputs
+    (SuperTickets' multi-kernel blocks sum 2-7 branches) becomes a chain of kernel calls, each
+    taking the running sum as its residual, emitted at the add (where every input exists), so no
+    add is left. A conv is absorbed when the add is its single reader, it is not a graph output,
+    and the kernel applies its activation (act(conv + bias) comes before the residual). Adds that
+    broadcast are left alone (a kernel's residual has its output's shape).
     """
-    consumers = graph.consumers()
-    order = {n.name: i for i, n in enumerate(graph.nodes)}
-    out: dict[str, tuple[str, str]] = {}
-    taken: set[str] = set()
-    for add in graph.nodes:
-        if add.op != "add" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
+    readers = graph.consumers()
+    outputs = set(graph.outputs)
+    fused: dict[str, tuple[list[str], list[str]]] = {}
+    for n in graph.nodes:
+        if n.op != "add" or len(n.inputs) < 2 or any(shapes[i] != shapes[n.name] for i in n.inputs):
             continue
-        for conv_name, other in (add.inputs, add.inputs[::-1]):
-            if conv_name not in kernel_nodes or conv_name in taken or conv_name in graph.outputs:
+        convs = [i for i in n.inputs
+                 if i in kernel_nodes and i not in outputs and n.inputs.count(i) == 1
+                 and graph.node(i).op == "conv2d" and graph.node(i).attrs.get("act", "none") in KERNEL_ACTS
+                 and [r.name for r in readers.get(i, [])] == [n.name]]
+        if not convs:
+            continue
+        others = [i for i in n.inputs if i not in convs]
+        if not others:
+            # The first branch runs on its own and seeds the sum; it is emitted where it stands.
+            others, convs = [convs[0]], convs[1:]
+            if not convs:
                 continue
-            conv = graph.node(conv_name)
-            if conv.op != "conv2d" or conv.attrs.get("act", "none") not in KERNEL_ACTS:
-                continue
-            if [c.name for c in consumers.get(conv_name, [])] != [add.name]:
-                continue
-            if other in order and order[other] > order[conv_name]:
-                continue
-            out[conv_name] = (add.name, other)
-            taken.add(conv_name)
-            break
-    return out
+        fused[n.name] = (convs, others)
+    return fused
 
 
 def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str, str],
@@ -101,8 +104,21 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str
                     kernel_nodes.add(n.name)
                 else:
                     result.layers[n.name] = {"note": f"no kernel fits ({why}): Relax op, TVM's unscheduled default"}
-    fused = _residual_fusions(graph, kernel_nodes)
-    fused_adds = {add: conv for conv, (add, _) in fused.items()}
+    fused = _residual_fusions(graph, kernel_nodes, shapes)
+    absorbed = {conv for convs, _ in fused.values() for conv in convs}
+    calls = 0
+
+    def layer(n: Node, residual: Any) -> Any:
+        # "call": the index of this layer's kernel call in a run (absorbed convs are called at
+        # their add, out of graph order), which per-layer timing maps calls to layers by.
+        nonlocal calls
+        info = result.layers.setdefault(n.name, {})
+        y = _layer(bb, n, env[n.inputs[0]], shapes[n.name], formats.get(n.name, "dense"), n.name in kernel_nodes,
+                   residual, info, kernels, prefix)
+        if n.name in kernel_nodes:
+            info["call"] = calls
+            calls += 1
+        return y
 
     bb = relax.BlockBuilder()
     x = relax.Var(graph.inputs[0], relax.TensorType(shapes[graph.inputs[0]], "float32"))
@@ -110,22 +126,26 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str
     with bb.function("main", [x]):
         with bb.dataflow():
             for n in graph.nodes:
-                if n.name in fused_adds:
-                    env[n.name] = env[fused_adds[n.name]]
+                if n.name in absorbed:
+                    continue  # emitted at its add, where the residual exists
+                if n.name in fused:
+                    convs, others = fused[n.name]
+                    acc = env[others[0]]
+                    for o in others[1:]:  # the inputs no conv absorbs, summed first
+                        acc = bb.emit(relax.op.add(acc, env[o]))
+                    for c in convs:
+                        acc = layer(graph.node(c), acc)
+                        result.layers[c]["fused"] = f"residual add {n.name}"
+                    env[n.name] = acc
                     continue
-                ins = [env[i] for i in n.inputs]
                 if n.op in ("conv2d", "linear"):
-                    env[n.name] = _layer(bb, n, ins[0], shapes[n.name], formats.get(n.name, "dense"),
-                                         n.name in kernel_nodes, env.get(fused.get(n.name, ("", ""))[1]),
-                                         result.layers.setdefault(n.name, {}), kernels, prefix)
+                    env[n.name] = layer(n, None)
                 else:
-                    env[n.name] = _other(bb, n, ins, shapes)
+                    env[n.name] = _other(bb, n, [env[i] for i in n.inputs], shapes)
             outs = [env[o] for o in graph.outputs]
             out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
         bb.emit_func_output(out)
     result.mod = bb.get()
-    for conv, (add, _) in fused.items():
-        result.layers[conv]["fused"] = f"residual add {add}"
     return result
 
 

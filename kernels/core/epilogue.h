@@ -32,6 +32,12 @@ inline typename I::V apply_act(typename I::V v, int32_t act) {
   return v;
 }
 
+inline float apply_act_scalar(float s, int32_t act) {
+  if (act >= 1 && s < 0.f) s = 0.f;
+  if (act == 2 && s > 6.f) s = 6.f;
+  return s;
+}
+
 // Stores NV vectors of row r starting at wide position q; the last vector holds `last` lanes
 // (I::W when full). Compact layouts store straight into out; wide layouts drop the padding
 // columns (ox >= OW) while copying the tile out of a stack buffer.

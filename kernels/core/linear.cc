@@ -65,9 +65,8 @@ extern "C" int st_linear_dense(int32_t n, int32_t in_features, int32_t out_featu
                          ? static_cast<int>(std::min<int64_t>(groups, 4 * nt))
                          : 1;
   parallel_for(ntasks, [&](int t) {
-    const int32_t r0 = static_cast<int32_t>(static_cast<int64_t>(groups) * t / ntasks) * 4;
-    const int32_t r1 = std::min<int32_t>(out_features, static_cast<int32_t>(static_cast<int64_t>(groups) * (t + 1) / ntasks) * 4);
-    tbl->linear_dense(job, r0, r1);
+    const auto bound = [&](int i) { return static_cast<int32_t>(static_cast<int64_t>(groups) * i / ntasks) * 4; };
+    tbl->linear_dense(job, bound(t), std::min(out_features, bound(t + 1)));
   });
   return ST_OK;
 }

@@ -19,9 +19,7 @@ void linear_csr_impl(const LinearJob& j, int32_t r0, int32_t r1) {
       float s = I::reduce(acc);
       for (; k < e; ++k) s += j.val[k] * xn[j.col[k]];
       if (j.bias) s += j.bias[r];
-      if (j.act >= 1 && s < 0.f) s = 0.f;
-      if (j.act == 2 && s > 6.f) s = 6.f;
-      j.out[static_cast<int64_t>(n) * j.outf + r] = s;
+      j.out[static_cast<int64_t>(n) * j.outf + r] = apply_act_scalar(s, j.act);
     }
   }
 }

@@ -8,12 +8,6 @@
 namespace st {
 namespace {
 
-inline float linear_act(float s, int32_t act) {
-  if (act >= 1 && s < 0.f) s = 0.f;
-  if (act == 2 && s > 6.f) s = 6.f;
-  return s;
-}
-
 // Rows [r, r + R) of sample xn: dot products over the body of whole vectors, then the tail lanes.
 template <class I, int R>
 inline void linear_dense_rows(const LinearJob& j, int32_t r, const float* xn, float* on) {
@@ -35,14 +29,14 @@ inline void linear_dense_rows(const LinearJob& j, int32_t r, const float* xn, fl
     for (int i = 0; i < R; ++i) acc[i] = I::fma(I::load_partial(w[i] + body, tail), xv, acc[i]);
   }
   for (int i = 0; i < R; ++i)
-    on[r + i] = linear_act(I::reduce(acc[i]) + (j.bias ? j.bias[r + i] : 0.f), j.act);
+    on[r + i] = apply_act_scalar(I::reduce(acc[i]) + (j.bias ? j.bias[r + i] : 0.f), j.act);
 }
 
 template <class I>
 void linear_dense_impl(const LinearJob& j, int32_t r0, int32_t r1) {
   int32_t r = r0;
-  // Every sample for a group of rows before the next group: the group's rows (4 x in floats)
-  // stay in L1 for samples after the first.
+  // Every sample for a group of rows before the next group: samples after the first find the
+  // group's rows (4 x in floats) in cache.
   for (; r + 4 <= r1; r += 4)
     for (int32_t n = 0; n < j.n; ++n)
       linear_dense_rows<I, 4>(j, r, j.x + static_cast<int64_t>(n) * j.in, j.out + static_cast<int64_t>(n) * j.outf);

@@ -121,8 +121,9 @@ def tvm_per_layer(folder: Path, x: np.ndarray, threads: int = 1, runs: int = 20,
     """Median time per call of a TVM artifact over `runs` runs, kernel calls mapped to graph nodes.
 
     The manifest gives each layer that runs on a kernel the index of its call in a run ("call"),
-    so the k-th kernel call is the layer with call index k; the mapping is used only if the called symbols match the manifest's
-    layer by layer ("attributed": True), else rows are named by call order and "note" says why.
+    so the k-th kernel call is the layer with call index k; the mapping is used only if the
+    called symbols match the manifest's layer by layer ("attributed": True), else rows are named
+    by call order and "note" says why.
     Relax ops (TIR functions TVM names, e.g. add4, mean) are listed per call under their TVM name;
     VM bookkeeping (vm.builtin.*: allocation, null values, shape checks) is one row.
     Same shape as ort_per_layer's result ("mean_us" holds the median here, "stat" says so), plus

@@ -25,6 +25,6 @@ __all__ = [
     "ACTS", "CONV1X1_PATHS", "FORMATS", "ISAS", "KernelError", "SparseConv2d", "SparseLinear",
     "aligned_empty", "available_isas", "bsr4x1_fill", "conv1x1_path", "conv2d_bsr4x1", "conv2d_csr",
     "dwconv2d", "dwconv2d_csr", "get_num_threads", "isa", "isa_available", "library_path",
-    "linear_csr", "linear_dense", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "to_bsr4x1", "to_csr",
-    "use_conv1x1_path", "use_isa", "validate_sparse", "variants",
+    "linear_csr", "linear_dense", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "to_bsr4x1",
+    "to_csr", "use_conv1x1_path", "use_isa", "validate_sparse", "variants",
 ]

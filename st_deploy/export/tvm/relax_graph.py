@@ -5,7 +5,7 @@ llvm targets (TVM 0.27's default CPU pipeline schedules no convolution, and an u
 runs 40-100x slower than ONNX Runtime), the CUDA kernels (symbols cuda_*) on cuda (DLight has no
 convolution rule either). A Relax conv2d is used only where no kernel fits, and the manifest says
 so. Bias, relu/relu6 and a following residual add are fused into the kernel call (its epilogue is
-act(conv + bias) + residual).
+act(conv + bias) + residual); an add of several convs becomes a chain of such calls.
 
 The other ops (act, add, scale_shift, resize, concat, global_avg_pool) are Relax ops.
 """

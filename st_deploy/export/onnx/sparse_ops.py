@@ -18,37 +18,13 @@ from __future__ import annotations
 import onnx
 
 from ...graph.ir import Graph, Node
+from ...graph.residual import residual_chains
 from ...plan import Plan, layer_kind
 from ...plan.formats import encode
 from .dense import OnnxBuilder
 
 DOMAIN = "st.sparse"
 DOMAIN_VERSION = 1
-
-
-def residual_fusions(graph: Graph, sparse: set[str]) -> dict[str, tuple[list[str], list[str]]]:
-    """add node name -> (sparse convs it absorbs, in chain order; the add's other inputs).
-
-    An n-ary add of branch outputs (SuperTickets' multi-kernel blocks sum 2-7 branches) becomes a
-    chain: each absorbed conv takes the running sum as its residual, so no Add node is left. A
-    conv is absorbed only when the add is its single reader and it is not a graph output.
-    """
-    readers = graph.consumers()
-    outputs = set(graph.outputs)
-    fused: dict[str, tuple[list[str], list[str]]] = {}
-    for n in graph.nodes:
-        if n.op != "add":
-            continue
-        convs = [i for i in n.inputs if i in sparse and i not in outputs and n.inputs.count(i) == 1
-                 and len(readers.get(i, [])) == 1]
-        if not convs:
-            continue
-        others = [i for i in n.inputs if i not in convs]
-        if not others:
-            # The first branch runs on its own and seeds the sum; it is emitted where it stands.
-            others, convs = [convs[0]], convs[1:]
-        fused[n.name] = (convs, others)
-    return fused
 
 
 def _sparse_node(b: OnnxBuilder, n: Node, fmt: str, out: str, residual: str | None) -> None:
@@ -72,7 +48,7 @@ def _sparse_node(b: OnnxBuilder, n: Node, fmt: str, out: str, residual: str | No
 def sparse_model(graph: Graph, shapes: dict[str, tuple[int, ...]], plan: Plan, doc: str = "") -> onnx.ModelProto:
     formats = {lp.name: lp.format for lp in plan.layers}
     sparse = {name for name, fmt in formats.items() if fmt != "dense"}
-    fusions = residual_fusions(graph, sparse)
+    fusions = residual_chains(graph, lambda conv, add: conv in sparse)
     absorbed = {conv for convs, _ in fusions.values() for conv in convs}
     b = OnnxBuilder(graph, shapes)
     b.domains[DOMAIN] = DOMAIN_VERSION

@@ -20,6 +20,7 @@ from tvm import relax
 
 from ...errors import DeployError
 from ...graph.ir import Graph, Node
+from ...graph.residual import residual_chains
 from ...plan import layer_kind
 from .ops import KERNEL_ACTS, KERNEL_FAMILIES, LayerCall
 
@@ -53,35 +54,15 @@ def _act(bb: relax.BlockBuilder, x: Any, kind: str) -> Any:
 
 def _residual_fusions(graph: Graph, kernel_nodes: set[str],
                       shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[list[str], list[str]]]:
-    """add node -> (kernel convs it absorbs, in chain order; the add's other inputs).
-
-    As the ONNX sparse model (export/onnx/sparse_ops.py): an n-ary add of branch outputs
-    (SuperTickets' multi-kernel blocks sum 2-7 branches) becomes a chain of kernel calls, each
-    taking the running sum as its residual, emitted at the add (where every input exists), so no
-    add is left. A conv is absorbed when the add is its single reader, it is not a graph output,
-    and the kernel applies its activation (act(conv + bias) comes before the residual). Adds that
-    broadcast are left alone (a kernel's residual has its output's shape).
-    """
-    readers = graph.consumers()
-    outputs = set(graph.outputs)
-    fused: dict[str, tuple[list[str], list[str]]] = {}
-    for n in graph.nodes:
-        if n.op != "add" or len(n.inputs) < 2 or any(shapes[i] != shapes[n.name] for i in n.inputs):
-            continue
-        convs = [i for i in n.inputs
-                 if i in kernel_nodes and i not in outputs and n.inputs.count(i) == 1
-                 and graph.node(i).op == "conv2d" and graph.node(i).attrs.get("act", "none") in KERNEL_ACTS
-                 and [r.name for r in readers.get(i, [])] == [n.name]]
-        if not convs:
-            continue
-        others = [i for i in n.inputs if i not in convs]
-        if not others:
-            # The first branch runs on its own and seeds the sum; it is emitted where it stands.
-            others, convs = [convs[0]], convs[1:]
-            if not convs:
-                continue
-        fused[n.name] = (convs, others)
-    return fused
+    """add node -> (kernel convs it absorbs, in chain order; the add's other inputs): the chains
+    of graph/residual.py, for convs whose kernel applies their activation (act(conv + bias) comes
+    before the residual). Adds that broadcast are left alone (a kernel's residual has its
+    output's shape)."""
+    def absorbable(conv: str, add: Node) -> bool:
+        node = graph.node(conv)
+        return (conv in kernel_nodes and node.op == "conv2d" and node.attrs.get("act", "none") in KERNEL_ACTS
+                and all(shapes[i] == shapes[add.name] for i in add.inputs))
+    return residual_chains(graph, absorbable)
 
 
 def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str, str],

@@ -2,7 +2,8 @@
 
 Per case: our kernel (CSR / BSR4x1 / depthwise dense or CSR) vs F.conv2d with the densified weight,
 fp32 with TF32 off (the fair comparison) and, as a second column, with TF32 on. Both include the
-bias. Timing: CUDA events around `reps` calls captured in a CUDA graph (so host/launch overhead is
+bias. Fully connected layers (the classifiers of the example ticket and MobileNetV2, run first):
+our dense and CSR linear kernels vs F.linear (cuBLAS), the same two columns. Timing: CUDA events around `reps` calls captured in a CUDA graph (so host/launch overhead is
 not measured; eager launches when capture fails), medians of `rounds` rounds with the runners
 interleaved in rotating order. Each case also checks our output against cuDNN fp32.
 
@@ -65,6 +66,53 @@ def cases(quick: bool):
                 for s in ([0.9] if quick else SPARSITIES):
                     out.append((f"dw{k}x{k}", c, c, hw, k, st, s, "csr", b))
     return out
+
+
+# (in_features, out_features): the example ticket's classifier, MobileNetV2's
+LINEAR_SHAPES = [(1600, 1000), (1280, 1000)]
+
+
+def linear_cases(quick: bool):
+    """(in_features, out_features, sparsity, fmt, batch); CSR at 0 % is what a dense layer ran as
+    before the dense kernel existed."""
+    out = []
+    for b in ([1] if quick else [1, 8]):
+        for fin, fout in (LINEAR_SHAPES[:1] if quick else LINEAR_SHAPES):
+            out += [(fin, fout, 0.0, "dense", b), (fin, fout, 0.0, "csr", b), (fin, fout, 0.9, "csr", b)]
+    return out
+
+
+def bench_linear(torch, F, K, case, rounds: int, use_graph: bool, gen) -> dict:
+    fin, fout, sp, fmt, batch = case
+    w = make_weight(torch, (fout, fin), sp, False, gen)
+    bias = torch.randn(fout, generator=gen, device="cuda")
+    x = torch.randn((batch, fin), generator=gen, device="cuda")
+    layer = K.SparseLinearCUDA.from_dense(w, bias, fmt=fmt)
+    out = torch.empty((batch, fout), device="cuda")
+    layer(x, out=out)
+    K.check()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    ref = F.linear(x, w, bias)
+    err = float((out - ref).abs().max()) / max(1.0, float(ref.abs().max()))
+
+    def tf32(on: bool):
+        return lambda: setattr(torch.backends.cuda.matmul, "allow_tf32", on)
+
+    lin = lambda: F.linear(x, w, bias)  # noqa: E731
+    reps = 200
+    runners = {"ours": Runner(torch, lambda: layer(x, out=out), reps, use_graph),
+               "cudnn": Runner(torch, lin, reps, use_graph, before=tf32(False)),
+               "tf32": Runner(torch, lin, reps, use_graph, before=tf32(True))}
+    med = measure(torch, runners, rounds)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    K.check()
+    # "cudnn" columns hold cuBLAS here (F.linear), under the same keys as the conv rows
+    return dict(op="linear", cin=fin, cout=fout, h=1, w=1, k=1, stride=1, sparsity=sp, format=fmt,
+                batch=batch, ours_us=round(med["ours"], 3), cudnn_us=round(med["cudnn"], 3),
+                speedup=round(med["cudnn"] / med["ours"], 3), cudnn_tf32_us=round(med["tf32"], 3),
+                speedup_vs_tf32=round(med["tf32"] / med["ours"], 3), max_rel_err=err, reps=reps,
+                rounds=rounds, baseline="cublas (F.linear)",
+                timing="graph" if runners["ours"].graph is not None else "eager")
 
 
 def make_weight(torch, shape, sparsity, block4, gen):
@@ -166,6 +214,19 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     all_cases = cases(args.quick)
     skipped = 0
+    for case in linear_cases(args.quick):
+        try:
+            row = bench_linear(torch, F, K, case, rounds, not args.no_graph, gen)
+        except Exception as e:  # noqa: BLE001  (one failing case must not end the run)
+            print(f"linear {case}: FAILED {e}")
+            rows.append(dict(op="linear", cin=case[0], cout=case[1], sparsity=case[2], format=case[3],
+                             batch=case[4], error=str(e)))
+            continue
+        rows.append(row)
+        print(f"{'linear':8} {row['cin']:4} {row['cout']:4} {'-':>4} {'-':>2} {'-':>2} {row['sparsity']:5.2f} "
+              f"{row['format']:7} {row['batch']:2} {row['ours_us']:9.1f} {row['cudnn_us']:9.1f} "
+              f"{row['cudnn_tf32_us']:9.1f} {row['speedup']:7.2f} {row['speedup_vs_tf32']:7.2f} "
+              f"{row['max_rel_err']:8.1e}  (baseline: cuBLAS)", flush=True)
     for (op, cin, cout, hw, k, stride, sp, fmt, batch) in all_cases:
         if args.time_budget and time.perf_counter() - t_start > args.time_budget:
             skipped += 1

@@ -82,6 +82,8 @@ calls = [
     lambda: K.dwconv2d_csr(x, dp, di, dv, kernel_size=5),
     lambda: K.dwconv2d(torch.randn(1, 8, 40, 40).cuda(), dw),
     lambda: K.linear_csr(torch.randn(2, 72).cuda(), ip, ix, v, out_features=16),
+    lambda: K.linear_dense(torch.randn(3, 72).cuda(), torch.randn(16, 72).cuda()),
+    lambda: K.linear_dense(torch.randn(2, 37).cuda(), torch.randn(16, 37).cuda(), act="relu"),
 ]
 raised = 0
 for i, c in enumerate(calls):

@@ -219,6 +219,27 @@ void linear_csr(TensorView x, TensorView indptr, TensorView indices, TensorView 
                               device, stream_of(device)));
 }
 
+// Same arguments as st_deploy.linear_dense: W dense [out_features, in_features].
+void linear_dense(TensorView x, TensorView weight, Optional<TensorView> bias, int64_t act,
+                  TensorView out) {
+  const char* op = "st_deploy.cuda_linear_dense";
+  const int device = cuda_device(op, x);
+  const float* xp = data<const float>(op, "x", x, 2, device);
+  float* o = data<float>(op, "out", out, 2, device);
+  const float* w = data<const float>(op, "weight", weight, 2, device);
+  expect_shape(op, "weight", weight, {out.size(1), x.size(1)});
+  expect_shape(op, "out", out, {x.size(0), out.size(1)});
+  const float* b = nullptr;
+  if (bias.has_value()) {
+    b = data<const float>(op, "bias", *bias, 1, device);
+    expect_shape(op, "bias", *bias, {out.size(1)});
+  }
+  check_rc(st_cuda_linear_dense(to_i32(op, "batch", x.size(0)), to_i32(op, "in_features", x.size(1)),
+                                to_i32(op, "out_features", out.size(1)), xp, w,
+                                weight.size(0) * weight.size(1), b, to_i32(op, "act", act), o,
+                                device, stream_of(device)));
+}
+
 // Same arguments as st_deploy.validate_sparse, with the pattern on a CUDA device (copied to the
 // host and checked there; synchronizes the device's current stream).
 void validate_sparse(TensorView indptr, TensorView indices, int64_t rows, int64_t cols,
@@ -248,6 +269,7 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_conv2d_bsr, st_ffi_cuda::conv2d_bsr);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_dwconv2d, st_ffi_cuda::dwconv2d);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_dwconv2d_csr, st_ffi_cuda::dwconv2d_csr);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_linear_csr, st_ffi_cuda::linear_csr);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_linear_dense, st_ffi_cuda::linear_dense);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_validate_sparse, st_ffi_cuda::validate_sparse);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_check, st_ffi_cuda::check);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(cuda_error_pending, st_ffi_cuda::error_pending);
@@ -261,6 +283,7 @@ TVM_FFI_STATIC_INIT_BLOCK() {
       .def("st_deploy.cuda_dwconv2d", st_ffi_cuda::dwconv2d)
       .def("st_deploy.cuda_dwconv2d_csr", st_ffi_cuda::dwconv2d_csr)
       .def("st_deploy.cuda_linear_csr", st_ffi_cuda::linear_csr)
+      .def("st_deploy.cuda_linear_dense", st_ffi_cuda::linear_dense)
       .def("st_deploy.cuda_validate_sparse", st_ffi_cuda::validate_sparse)
       .def("st_deploy.cuda_check", st_ffi_cuda::check);
 }

@@ -124,6 +124,20 @@ int take_pending(const char* what) {
 
 constexpr int64_t kI32 = 2147483647;
 
+// Sizes, activation and pointers of a linear call (sparse or dense).
+int check_linear(const char* what, int32_t n, int32_t in_f, int32_t out_f, const float* x,
+                 int32_t act, const float* out) {
+  if (n < 1 || in_f < 1 || out_f < 1)
+    return Fail(ST_EINVAL) << what << ": sizes must be >= 1 (n=" << n << " in=" << in_f
+                           << " out=" << out_f << ")";
+  if (act != ST_ACT_NONE && act != ST_ACT_RELU && act != ST_ACT_RELU6)
+    return Fail(ST_EINVAL) << what << ": act code " << act << " (0 none, 1 relu, 2 relu6)";
+  if (!x || !out) return Fail(ST_EINVAL) << what << ": input or output pointer is null";
+  if (static_cast<int64_t>(n) * in_f > kI32 || static_cast<int64_t>(n) * out_f > kI32)
+    return Fail(ST_EUNSUPPORTED) << what << ": input or output has more than 2^31 - 1 elements";
+  return ST_OK;
+}
+
 int check_sizes(const char* what, const st_conv2d_shape* s, int oh, int ow) {
   const int64_t in_plane = static_cast<int64_t>(s->cin) * s->h * s->w;
   const int64_t out_plane = static_cast<int64_t>(s->cout) * oh * ow;
@@ -249,19 +263,10 @@ int st_cuda_linear_csr(int32_t n, int32_t in_features, int32_t out_features, con
                        const int32_t* indptr, int64_t indptr_len, const int32_t* indices,
                        int64_t nnz, const float* values, int64_t values_len, const float* bias,
                        int32_t act, float* out, int32_t device, void* stream) {
-  using stc::Fail;
   const char* what = "cuda linear_csr";
   stc::g_error.clear();
   if (int rc = stc::take_pending(what)) return rc;
-  if (n < 1 || in_features < 1 || out_features < 1)
-    return Fail(ST_EINVAL) << what << ": sizes must be >= 1 (n=" << n << " in=" << in_features
-                           << " out=" << out_features << ")";
-  if (act != ST_ACT_NONE && act != ST_ACT_RELU && act != ST_ACT_RELU6)
-    return Fail(ST_EINVAL) << what << ": act code " << act << " (0 none, 1 relu, 2 relu6)";
-  if (!x || !out) return Fail(ST_EINVAL) << what << ": input or output pointer is null";
-  if (static_cast<int64_t>(n) * in_features > stc::kI32 ||
-      static_cast<int64_t>(n) * out_features > stc::kI32)
-    return Fail(ST_EUNSUPPORTED) << what << ": input or output has more than 2^31 - 1 elements";
+  if (int rc = stc::check_linear(what, n, in_features, out_features, x, act, out)) return rc;
   if (int rc = stc::check_pattern_sizes(what, out_features, 1, indptr, indptr_len, indices, nnz,
                                         values, values_len))
     return rc;
@@ -271,6 +276,25 @@ int st_cuda_linear_csr(int32_t n, int32_t in_features, int32_t out_features, con
   if (cudaError_t e = stc::ensure_flag(&flag)) return stc::cuda_fail(what, e);
   cudaError_t e = stc::launch_linear_csr(n, in_features, out_features, x, indptr, indices, values,
                                          nnz, bias, act, out, flag, static_cast<cudaStream_t>(stream));
+  return e == cudaSuccess ? ST_OK : stc::cuda_fail(what, e);
+}
+
+int st_cuda_linear_dense(int32_t n, int32_t in_features, int32_t out_features, const float* x,
+                         const float* weight, int64_t weight_len, const float* bias, int32_t act,
+                         float* out, int32_t device, void* stream) {
+  using stc::Fail;
+  const char* what = "cuda linear_dense";
+  stc::g_error.clear();
+  if (int rc = stc::take_pending(what)) return rc;
+  if (int rc = stc::check_linear(what, n, in_features, out_features, x, act, out)) return rc;
+  if (!weight) return Fail(ST_EINVAL) << what << ": weight is null";
+  if (weight_len != static_cast<int64_t>(out_features) * in_features)
+    return Fail(ST_EINVAL) << what << ": weight has " << weight_len << " values, expected "
+                           << out_features << " x " << in_features;
+  stc::DeviceGuard guard(device);
+  if (guard.err != cudaSuccess) return stc::cuda_fail(what, guard.err);
+  cudaError_t e = stc::launch_linear_dense(n, in_features, out_features, x, weight, bias, act, out,
+                                           static_cast<cudaStream_t>(stream));
   return e == cudaSuccess ? ST_OK : stc::cuda_fail(what, e);
 }
 

@@ -67,4 +67,6 @@ cudaError_t launch_linear_csr(int n, int in_f, int out_f, const float* x, const 
                               const int32_t* indices, const float* values, int64_t nnz,
                               const float* bias, int act, float* out, ErrFlag* flag,
                               cudaStream_t st);
+cudaError_t launch_linear_dense(int n, int in_f, int out_f, const float* x, const float* w,
+                                const float* bias, int act, float* out, cudaStream_t st);
 }  // namespace stc

@@ -63,6 +63,12 @@ ST_API int st_cuda_linear_csr(int32_t n, int32_t in_features, int32_t out_featur
                               const float* bias, int32_t act, float* out, int32_t device,
                               void* stream);
 
+/* The same with W dense, row-major [out_features, in_features] (weight_len values). */
+ST_API int st_cuda_linear_dense(int32_t n, int32_t in_features, int32_t out_features,
+                                const float* x, const float* weight, int64_t weight_len,
+                                const float* bias, int32_t act, float* out, int32_t device,
+                                void* stream);
+
 /* Copies a device CSR / BSR (block_rows = 4) pattern to the host (synchronizing `stream`) and runs
  * the checks of st_validate_sparse. Meant to run once per layer, when it is created. */
 ST_API int st_cuda_validate_sparse(int32_t rows, int32_t cols, int32_t block_rows,

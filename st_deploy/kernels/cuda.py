@@ -3,7 +3,8 @@
 The library (st_deploy/_lib/libst_kernels_cuda.so, built by `pip install .` when nvcc is found, or
 $ST_KERNELS_CUDA_LIB) also registers tvm-ffi globals for TVM Relax, with the argument lists of the
 CPU ones (see st_deploy.kernels) and every tensor on one CUDA device:
-  st_deploy.cuda_conv2d_csr / cuda_conv2d_bsr / cuda_dwconv2d / cuda_dwconv2d_csr / cuda_linear_csr,
+  st_deploy.cuda_conv2d_csr / cuda_conv2d_bsr / cuda_dwconv2d / cuda_dwconv2d_csr / cuda_linear_csr /
+  cuda_linear_dense,
   st_deploy.cuda_validate_sparse(indptr, indices, rows, cols, block_rows, values_len),
   st_deploy.cuda_check(device_id).
 
@@ -37,7 +38,7 @@ ENV_LIB = "ST_KERNELS_CUDA_LIB"
 ACTS = {"none": 0, "relu": 1, "relu6": 2}
 FORMATS = ("csr", "bsr4x1", "dense")
 SYMBOLS = ("cuda_conv2d_csr", "cuda_conv2d_bsr", "cuda_dwconv2d", "cuda_dwconv2d_csr",
-           "cuda_linear_csr", "cuda_validate_sparse", "cuda_check")
+           "cuda_linear_csr", "cuda_linear_dense", "cuda_validate_sparse", "cuda_check")
 
 
 def library_path() -> Path:
@@ -256,6 +257,23 @@ def linear_csr(x: Any, indptr: Any, indices: Any, values: Any, bias: Any = None,
     return out
 
 
+def linear_dense(x: Any, weight: Any, bias: Any = None, *, act: Union[str, int] = "none",
+                 out: Any = None) -> Any:
+    """y = act(x @ W.T + bias) with a dense W [out_features, in_features]; x is [N, in_features]."""
+    import torch
+
+    x = _dev(x, "x", torch.float32)
+    if x.dim() != 2:
+        raise KernelError(f"x must be [N, in_features], got shape {tuple(x.shape)}")
+    w = _dev(weight, "weight", torch.float32, x.device)
+    if w.dim() != 2:
+        raise KernelError(f"weight must be [out_features, in_features], got shape {tuple(w.shape)}")
+    if out is None:
+        out = torch.empty((x.shape[0], int(w.shape[0])), dtype=torch.float32, device=x.device)
+    call("cuda_linear_dense", x, w, _dev(bias, "bias", torch.float32, x.device), act_code(act), out)
+    return out
+
+
 def validate_sparse(indptr: Any, indices: Any, rows: int, cols: int, block_rows: int = 1,
                     values_len: Optional[int] = None) -> None:
     """Raises KernelError unless the CUDA (indptr, indices) is a valid CSR / BSR pattern."""
@@ -400,21 +418,24 @@ class SparseConv2dCUDA:
 
 
 class SparseLinearCUDA:
-    """y = act(x @ W.T + b) with W in CSR on a CUDA device, built by from_dense()."""
+    """y = act(x @ W.T + b) on a CUDA device with W in CSR (fmt "csr") or kept dense (fmt "dense":
+    every weight, no index array), built by from_dense()."""
 
     def __init__(self, arrays: tuple, in_features: int, out_features: int, bias: Any,
-                 act: str) -> None:
+                 act: str, fmt: str = "csr") -> None:
         self.arrays, self.in_features, self.out_features = arrays, in_features, out_features
-        self.bias, self.act = bias, act
-        self.nnz = int(arrays[1].numel())
+        self.bias, self.act, self.fmt = bias, act, fmt
+        self.nnz = int(arrays[1].numel()) if fmt == "csr" else int(arrays[0].count_nonzero())
         self.density = self.nnz / (in_features * out_features)
 
     @classmethod
-    def from_dense(cls, weight: Any, bias: Any = None, act: str = "none",
-                   device: Any = "cuda") -> "SparseLinearCUDA":
+    def from_dense(cls, weight: Any, bias: Any = None, act: str = "none", device: Any = "cuda",
+                   fmt: str = "csr") -> "SparseLinearCUDA":
         import torch
 
         act_code(act)
+        if fmt not in ("csr", "dense"):
+            raise KernelError(f"linear format {fmt!r}: use 'csr' or 'dense'")
         dev = torch.device(device)
         w = torch.as_tensor(weight).detach().to(device=dev, dtype=torch.float32)
         if w.dim() != 2:
@@ -424,16 +445,20 @@ class SparseLinearCUDA:
             b = torch.as_tensor(bias).detach().to(device=dev, dtype=torch.float32).reshape(-1).contiguous()
             if b.shape[0] != w.shape[0]:
                 raise KernelError(f"bias has {b.shape[0]} entries for {w.shape[0]} output features")
+        if fmt == "dense":
+            return cls((w.contiguous(),), int(w.shape[1]), int(w.shape[0]), b, act, fmt)
         arrays = to_csr(w)
         validate_sparse(arrays[0], arrays[1], w.shape[0], w.shape[1], 1, arrays[2].numel())
         return cls(arrays, int(w.shape[1]), int(w.shape[0]), b, act)
 
     def __call__(self, x: Any, out: Any = None) -> Any:
+        if self.fmt == "dense":
+            return linear_dense(x, self.arrays[0], self.bias, act=self.act, out=out)
         return linear_csr(x, *self.arrays, self.bias, out_features=self.out_features, act=self.act,
                           out=out)
 
 
 __all__ = ["ACTS", "ENV_LIB", "FORMATS", "KernelError", "LIB_NAME", "SparseConv2dCUDA",
            "SparseLinearCUDA", "available", "check", "conv2d_bsr4x1", "conv2d_csr", "dwconv2d",
-           "dwconv2d_csr", "error_pending", "library_path", "linear_csr", "load", "to_bsr4x1",
-           "to_csr", "validate_sparse"]
+           "dwconv2d_csr", "error_pending", "library_path", "linear_csr", "linear_dense", "load",
+           "to_bsr4x1", "to_csr", "validate_sparse"]

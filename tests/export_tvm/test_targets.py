@@ -76,7 +76,8 @@ def test_cuda_build_links_our_cuda_kernels_for_every_layer(cuda_artifact):
     assert not m["warnings"] and m["notes"]
     syms = dynamic_symbols(so)
     assert {"__tvm_ffi__library_bin", "__tvm_ffi_cuda_conv2d_csr", "__tvm_ffi_cuda_conv2d_bsr",
-            "__tvm_ffi_cuda_dwconv2d", "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr"} <= syms
+            "__tvm_ffi_cuda_dwconv2d", "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr",
+            "__tvm_ffi_cuda_linear_dense"} <= syms
     # no global registrations compiled in: loading two artifacts in one process must not abort
     assert not any(s.startswith("st_deploy.") for s in syms)
     data = so.read_bytes()

@@ -29,9 +29,10 @@ BUILD = REPO / "build" / "st_kernels_cuda"
 ENV_LIB = "ST_KERNELS_CUDA_LIB"
 EXPECTED_SYMBOLS = [
     "__tvm_ffi_cuda_conv2d_csr", "__tvm_ffi_cuda_conv2d_bsr", "__tvm_ffi_cuda_dwconv2d",
-    "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr", "__tvm_ffi_cuda_validate_sparse",
-    "__tvm_ffi_cuda_check", "st_cuda_conv2d_csr", "st_cuda_conv2d_bsr4x1", "st_cuda_dwconv2d_dense",
-    "st_cuda_dwconv2d_csr", "st_cuda_linear_csr", "st_cuda_validate_sparse", "st_cuda_check",
+    "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr", "__tvm_ffi_cuda_linear_dense",
+    "__tvm_ffi_cuda_validate_sparse", "__tvm_ffi_cuda_check", "st_cuda_conv2d_csr",
+    "st_cuda_conv2d_bsr4x1", "st_cuda_dwconv2d_dense", "st_cuda_dwconv2d_csr", "st_cuda_linear_csr",
+    "st_cuda_linear_dense", "st_cuda_validate_sparse", "st_cuda_check",
     "st_cuda_last_error",
 ]
 
@@ -296,20 +297,46 @@ def test_dwconv2d_other_geometry(K, fmt, k, stride, pad, hw) -> None:
     assert_close(y, ref(x, wt, None, stride, pad, 5, "none"))
 
 
+@pytest.mark.parametrize("fmt", ["csr", "dense"])
 @pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
-@pytest.mark.parametrize("n,fin,fout", [(1, 64, 10), (3, 100, 37), (8, 1280, 1000)])
+@pytest.mark.parametrize("n,fin,fout", [(1, 64, 10), (3, 100, 37), (5, 1600, 1000), (8, 1280, 1000)])
 @pytest.mark.parametrize("act", ["none", "relu6"])
-def test_linear(K, n, fin, fout, sparsity, act) -> None:
+def test_linear(K, n, fin, fout, sparsity, act, fmt) -> None:
+    # fin = 100 and 1600 take the 16-byte path of the dense kernel, 1280 too; n = 5 and 8 span
+    # two groups of samples
     g = gen(fin + fout)
     w = sparse_weight((fout, fin), sparsity, g)
     b = torch.randn(fout, generator=g).to(DEV)
     x = torch.randn((n, fin), generator=g).to(DEV)
-    layer = K.SparseLinearCUDA.from_dense(w, b, act=act)
+    layer = K.SparseLinearCUDA.from_dense(w, b, act=act, fmt=fmt)
+    assert layer.fmt == fmt
     y = layer(x)
     K.check()
     want = x.double() @ w.double().T + b.double()
     want = {"none": want, "relu6": F.relu6(want)}[act].float()
     assert_close(y, want)
+
+
+@pytest.mark.parametrize("fin", [37, 64])
+def test_linear_dense_unaligned_rows_and_no_bias(K, fin) -> None:
+    # fin = 37: rows of x and W off 16 bytes (scalar path); a sliced x whose start is off 16 bytes
+    g = gen(fin)
+    w = torch.randn((21, fin), generator=g).to(DEV)
+    xb = torch.randn((2 * fin + 1,), generator=g).to(DEV)
+    x = xb[1:].reshape(2, fin)
+    y = K.linear_dense(x, w, None, act="relu")
+    K.check()
+    assert_close(y, F.relu(x.double() @ w.double().T).float())
+
+
+def test_linear_dense_rejects_inconsistent_shapes(K) -> None:
+    x = torch.randn((2, 16), device=DEV)
+    with pytest.raises(K.KernelError, match="weight"):
+        K.linear_dense(x, torch.randn((8, 15), device=DEV))
+    with pytest.raises(K.KernelError, match="bias"):
+        K.linear_dense(x, torch.randn((8, 16), device=DEV), torch.randn(7, device=DEV))
+    with pytest.raises(K.KernelError, match="act"):
+        K.linear_dense(x, torch.randn((8, 16), device=DEV), act="gelu")
 
 
 # ------------------------------------------------------------------------------------------------

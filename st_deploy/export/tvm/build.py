@@ -24,7 +24,7 @@ LIBRARY = "model.so"
 KERNEL_SYMBOLS = ("__tvm_ffi_conv2d_csr", "__tvm_ffi_conv2d_bsr", "__tvm_ffi_dwconv2d", "__tvm_ffi_dwconv2d_csr",
                   "__tvm_ffi_linear_csr", "__tvm_ffi_linear_dense", "__tvm_ffi_set_num_threads")
 CUDA_KERNEL_SYMBOLS = ("__tvm_ffi_cuda_conv2d_csr", "__tvm_ffi_cuda_conv2d_bsr", "__tvm_ffi_cuda_dwconv2d",
-                       "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr")
+                       "__tvm_ffi_cuda_dwconv2d_csr", "__tvm_ffi_cuda_linear_csr", "__tvm_ffi_cuda_linear_dense")
 VM_SYMBOL = "__tvm_ffi__library_bin"
 _EM = {"x86_64": 62, "aarch64": 183}
 

@@ -1,5 +1,5 @@
-"""linear_csr / linear_dense: fully connected layers. Dense ones run linear_dense on CPU targets
-and linear_csr with every weight listed on cuda (which has no dense linear kernel)."""
+"""linear_csr / linear_dense: fully connected layers, sparse ones in CSR, dense ones with every
+weight and no index array (cuda_linear_dense on cuda)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from tvm import relax
 
-from .weights import full_csr, sparse_arrays
+from .weights import sparse_arrays
 
 
 def unsupported(node: Any) -> str | None:
@@ -21,12 +21,10 @@ def lower(call: Any) -> tuple[Any, str]:
     w = n.params["weight"].detach().cpu().numpy()
     bias = relax.const(n.params["bias"].detach().cpu().numpy())
     out_ty = relax.TensorType(call.out_shape, "float32")
-    if call.fmt == "dense" and not call.prefix:
-        args = [call.x, relax.const(np.ascontiguousarray(w, dtype=np.float32)), bias, relax.prim_value(call.act)]
-        return relax.call_dps_packed("linear_dense", args, out_ty=out_ty), "linear_dense"
     if call.fmt == "dense":
-        arrays, impl = full_csr(w), "linear_csr (full density)"
-    elif call.fmt == "csr":
+        args = [call.x, relax.const(np.ascontiguousarray(w, dtype=np.float32)), bias, relax.prim_value(call.act)]
+        return relax.call_dps_packed(call.prefix + "linear_dense", args, out_ty=out_ty), "linear_dense"
+    if call.fmt == "csr":
         arrays, impl = sparse_arrays(w, "csr"), "linear_csr"
     else:
         raise AssertionError(f"{n.name}: linear layers have no {call.fmt!r} kernel")

@@ -1,4 +1,4 @@
-"""Weight arrays for the kernels: the plan's sparse formats, and full-density patterns for dense.
+"""Weight arrays for the kernels: the plan's sparse formats, and full-density BSR for dense convs.
 
 A dense layer run by a sparse kernel must still do every multiply-add of a dense layer, so its
 pattern lists every weight position (zeros included) instead of dropping the masked ones; the
@@ -10,12 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from ....kernels.formats import to_bsr4x1, to_csr
-
-
-def full_csr(w2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows, cols = w2.shape
-    return (np.arange(rows + 1, dtype=np.int32) * cols, np.tile(np.arange(cols, dtype=np.int32), rows),
-            np.ascontiguousarray(w2, dtype=np.float32).reshape(-1))
 
 
 def full_bsr4x1(w2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -34,8 +34,31 @@ __attribute__((noinline)) void bsr4_rows(const ConvJob& j, int32_t br0, int32_t 
       }
     }
     const int32_t rbase = 4 * br;
-    for (int i = 0; i < 4; ++i)
-      if (rbase + i < j.cout) store_tile<I, NV>(j, rbase + i, q, acc[i], Tail ? last : W);
+    const bool whole = rbase + 4 <= j.cout;  // else the block row ends in padding rows
+    bool stored = false;
+    if (!Tail && whole && j.Wq == j.OW) {
+      store_rows_compact<I, 4, NV>(j, rbase, q, acc);
+      stored = true;
+    }
+    if constexpr (I::kCompress) {
+      if (!stored && whole && j.wmask) {
+        store_rows_compress<I, 4, NV>(j, rbase, q, acc, Tail ? last : W);
+        stored = true;
+      }
+    }
+    if (!stored) {
+      // Unrolled, and from a copy: a runtime row index or acc's address would keep the
+      // accumulators in memory on every path.
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        if (rbase + i < j.cout) {
+          V row[NV];
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) row[v] = acc[i][v];
+          store_tile<I, NV>(j, rbase + i, q, row, Tail ? last : W);
+        }
+      }
+    }
   }
 }
 

@@ -103,6 +103,69 @@ inline void store_tile(const ConvJob& j, int32_t r, int32_t q, typename I::V* ac
     ox += len;
   }
 }
+// store_tile for R whole rows r0.. of a compact layout with every vector full, written so that
+// the accumulators stay in registers: store_tile takes the row's vectors by address, which makes
+// the compiler keep a caller's accumulator block in memory (spilled after the nonzero loop and
+// reloaded here).
+template <class I, int R, int NV>
+__attribute__((always_inline)) inline void store_rows_compact(const ConvJob& j, int32_t r0, int32_t q,
+                                                              typename I::V (&acc)[R][NV]) {
+  using V = typename I::V;
+  constexpr int W = I::W;
+  // Locals: the stores below could alias the job's fields for all the compiler knows.
+  const float* bias = j.bias;
+  const float* res = j.res;
+  float* out = j.out;
+  const int32_t act = j.act;
+  const int64_t ohw = j.OHW;
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    const V b = bias ? I::set1(bias[r0 + i]) : I::zero();
+    const int64_t at = static_cast<int64_t>(r0 + i) * ohw + q;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      V a = apply_act<I>(I::add(acc[i][v], b), act);
+      if (res) a = I::add(a, I::loadu(res + at + v * W));
+      I::storeu(out + at + v * W, a);
+    }
+  }
+}
+
+// The same for a wide layout through its store table (ISAs with lane compress, j.wmask set): the
+// lanes of vector v with ox < OW go to out at wdst[v], the last vector keeping `last` lanes; the
+// table entries are read once for all R rows.
+template <class I, int R, int NV>
+__attribute__((always_inline)) inline void store_rows_compress(const ConvJob& j, int32_t r0, int32_t q,
+                                                               typename I::V (&acc)[R][NV], int last) {
+  using V = typename I::V;
+  constexpr int W = I::W;
+  const float* bias = j.bias;
+  const float* res = j.res;
+  float* out = j.out;
+  const int32_t act = j.act;
+  const int64_t ohw = j.OHW;
+  const int32_t t0 = q / W - j.wbase;
+  uint32_t m[NV];
+  int64_t dst[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    m[v] = j.wmask[t0 + v];
+    dst[v] = j.wdst[t0 + v];
+  }
+  if (last < W) m[NV - 1] &= (1u << last) - 1u;
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    const V b = bias ? I::set1(bias[r0 + i]) : I::zero();
+    const int64_t row = static_cast<int64_t>(r0 + i) * ohw;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      V a = apply_act<I>(I::add(acc[i][v], b), act);
+      if (res) a = I::add(a, I::expand_load(res + row + dst[v], m[v]));
+      I::compress_store(out + row + dst[v], m[v], a);
+    }
+  }
+}
+
 // For ISAs with lane compress: fills the wide-row store table of `j` for positions [q0, q1)
 // into per-thread scratch. Returns false (table left unset) when the layout is compact or
 // the scratch allocation fails, which selects the generic store path.

@@ -103,6 +103,7 @@ inline void store_tile(const ConvJob& j, int32_t r, int32_t q, typename I::V* ac
     ox += len;
   }
 }
+
 // store_tile for R whole rows r0.. of a compact layout with every vector full, written so that
 // the accumulators stay in registers: store_tile takes the row's vectors by address, which makes
 // the compiler keep a caller's accumulator block in memory (spilled after the nonzero loop and

@@ -37,12 +37,12 @@ __attribute__((noinline)) void bsr4_rows(const ConvJob& j, int32_t br0, int32_t 
     const bool whole = rbase + 4 <= j.cout;  // else the block row ends in padding rows
     bool stored = false;
     if (!Tail && whole && j.Wq == j.OW) {
-      store_rows_compact<I, 4, NV>(j, rbase, q, acc);
+      store_rows<I, 4, NV, false>(j, rbase, q, acc, W);
       stored = true;
     }
     if constexpr (I::kCompress) {
       if (!stored && whole && j.wmask) {
-        store_rows_compress<I, 4, NV>(j, rbase, q, acc, Tail ? last : W);
+        store_rows<I, 4, NV, true>(j, rbase, q, acc, Tail ? last : W);
         stored = true;
       }
     }

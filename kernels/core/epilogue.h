@@ -104,13 +104,15 @@ inline void store_tile(const ConvJob& j, int32_t r, int32_t q, typename I::V* ac
   }
 }
 
-// store_tile for R whole rows r0.. of a compact layout with every vector full, written so that
-// the accumulators stay in registers: store_tile takes the row's vectors by address, which makes
-// the compiler keep a caller's accumulator block in memory (spilled after the nonzero loop and
-// reloaded here).
-template <class I, int R, int NV>
-__attribute__((always_inline)) inline void store_rows_compact(const ConvJob& j, int32_t r0, int32_t q,
-                                                              typename I::V (&acc)[R][NV]) {
+// store_tile for R whole rows r0.. at once, written so that the accumulators stay in registers:
+// store_tile takes a row's vectors by address, which made the compiler keep a caller's
+// accumulator block in memory (zeroed and spilled to the stack for every block row). Compact
+// layouts (Wide = false) store whole vectors, so `last` must be I::W; wide layouts go through the
+// store table (ISAs with lane compress, j.wmask set), read once for all R rows: the lanes of
+// vector v with ox < OW go to wdst[v], the last vector keeping `last` lanes.
+template <class I, int R, int NV, bool Wide>
+__attribute__((always_inline)) inline void store_rows(const ConvJob& j, int32_t r0, int32_t q,
+                                                      typename I::V (&acc)[R][NV], int last) {
   using V = typename I::V;
   constexpr int W = I::W;
   // Locals: the stores below could alias the job's fields for all the compiler knows.
@@ -119,41 +121,17 @@ __attribute__((always_inline)) inline void store_rows_compact(const ConvJob& j, 
   float* out = j.out;
   const int32_t act = j.act;
   const int64_t ohw = j.OHW;
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-    const V b = bias ? I::set1(bias[r0 + i]) : I::zero();
-    const int64_t at = static_cast<int64_t>(r0 + i) * ohw + q;
+  int64_t dst[NV] = {};  // Wide: offset of vector v within a row (compact: q + v W)
+  uint32_t m[NV] = {};    // Wide: its lanes with ox < OW
+  if constexpr (Wide) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
-      V a = apply_act<I>(I::add(acc[i][v], b), act);
-      if (res) a = I::add(a, I::loadu(res + at + v * W));
-      I::storeu(out + at + v * W, a);
+      const int32_t t = q / W - j.wbase + v;
+      m[v] = j.wmask[t];
+      dst[v] = j.wdst[t];
     }
+    if (last < W) m[NV - 1] &= (1u << last) - 1u;
   }
-}
-
-// The same for a wide layout through its store table (ISAs with lane compress, j.wmask set): the
-// lanes of vector v with ox < OW go to out at wdst[v], the last vector keeping `last` lanes; the
-// table entries are read once for all R rows.
-template <class I, int R, int NV>
-__attribute__((always_inline)) inline void store_rows_compress(const ConvJob& j, int32_t r0, int32_t q,
-                                                               typename I::V (&acc)[R][NV], int last) {
-  using V = typename I::V;
-  constexpr int W = I::W;
-  const float* bias = j.bias;
-  const float* res = j.res;
-  float* out = j.out;
-  const int32_t act = j.act;
-  const int64_t ohw = j.OHW;
-  const int32_t t0 = q / W - j.wbase;
-  uint32_t m[NV];
-  int64_t dst[NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    m[v] = j.wmask[t0 + v];
-    dst[v] = j.wdst[t0 + v];
-  }
-  if (last < W) m[NV - 1] &= (1u << last) - 1u;
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
     const V b = bias ? I::set1(bias[r0 + i]) : I::zero();
@@ -161,8 +139,14 @@ __attribute__((always_inline)) inline void store_rows_compress(const ConvJob& j,
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       V a = apply_act<I>(I::add(acc[i][v], b), act);
-      if (res) a = I::add(a, I::expand_load(res + row + dst[v], m[v]));
-      I::compress_store(out + row + dst[v], m[v], a);
+      if constexpr (Wide) {
+        if (res) a = I::add(a, I::expand_load(res + row + dst[v], m[v]));
+        I::compress_store(out + row + dst[v], m[v], a);
+      } else {
+        const int64_t at = row + q + v * W;
+        if (res) a = I::add(a, I::loadu(res + at));
+        I::storeu(out + at, a);
+      }
     }
   }
 }

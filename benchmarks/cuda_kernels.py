@@ -3,9 +3,10 @@
 Per case: our kernel (CSR / BSR4x1 / depthwise dense or CSR) vs F.conv2d with the densified weight,
 fp32 with TF32 off (the fair comparison) and, as a second column, with TF32 on. Both include the
 bias. Fully connected layers (the classifiers of the example ticket and MobileNetV2, run first):
-our dense and CSR linear kernels vs F.linear (cuBLAS), the same two columns. Timing: CUDA events around `reps` calls captured in a CUDA graph (so host/launch overhead is
-not measured; eager launches when capture fails), medians of `rounds` rounds with the runners
-interleaved in rotating order. Each case also checks our output against cuDNN fp32.
+our dense and CSR linear kernels vs F.linear (cuBLAS), the same two columns. Timing: CUDA events
+around `reps` calls captured in a CUDA graph (so host/launch overhead is not measured; eager
+launches when capture fails), medians of `rounds` rounds with the runners interleaved in rotating
+order. Each case also checks our output against cuDNN fp32.
 
     python3 benchmarks/cuda_kernels.py [--quick] [--json PATH] [--time-budget S]
 

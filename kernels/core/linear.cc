@@ -8,21 +8,6 @@
 #include "validate.h"
 #include "variants.h"
 
-namespace {
-// Checks shared by both formats; what = the op's name in messages.
-int check_linear(const char* what, int32_t n, int32_t in_features, int32_t out_features,
-                 const float* x, int32_t act, const float* out) {
-  using namespace st;
-  if (n < 1 || in_features < 1 || out_features < 1)
-    return Fail(ST_EINVAL) << what << ": sizes must be >= 1 (n=" << n << " in=" << in_features
-                           << " out=" << out_features << ")";
-  if (act != ST_ACT_NONE && act != ST_ACT_RELU && act != ST_ACT_RELU6)
-    return Fail(ST_EINVAL) << what << ": act code " << act << " (0 none, 1 relu, 2 relu6)";
-  if (!x || !out) return Fail(ST_EINVAL) << what << ": input or output pointer is null";
-  return ST_OK;
-}
-}  // namespace
-
 extern "C" int st_linear_csr(int32_t n, int32_t in_features, int32_t out_features, const float* x,
                              const int32_t* indptr, int64_t indptr_len, const int32_t* indices,
                              int64_t nnz, const float* values, int64_t values_len,

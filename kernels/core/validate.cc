@@ -44,6 +44,17 @@ int validate_sparse(const char* what, int64_t rows, int64_t cols, int32_t block_
   }
   return ST_OK;
 }
+int check_linear(const char* what, int32_t n, int32_t in_features, int32_t out_features,
+                 const float* x, int32_t act, const float* out) {
+  if (n < 1 || in_features < 1 || out_features < 1)
+    return Fail(ST_EINVAL) << what << ": sizes must be >= 1 (n=" << n << " in=" << in_features
+                           << " out=" << out_features << ")";
+  if (act != ST_ACT_NONE && act != ST_ACT_RELU && act != ST_ACT_RELU6)
+    return Fail(ST_EINVAL) << what << ": act code " << act << " (0 none, 1 relu, 2 relu6)";
+  if (!x || !out) return Fail(ST_EINVAL) << what << ": input or output pointer is null";
+  return ST_OK;
+}
+
 }  // namespace st
 
 extern "C" int st_validate_sparse(int32_t rows, int32_t cols, int32_t block_rows,

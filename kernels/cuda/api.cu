@@ -124,15 +124,10 @@ int take_pending(const char* what) {
 
 constexpr int64_t kI32 = 2147483647;
 
-// Sizes, activation and pointers of a linear call (sparse or dense).
+// The CPU core's linear checks, plus the 32-bit limit of the CUDA kernels' indexing.
 int check_linear(const char* what, int32_t n, int32_t in_f, int32_t out_f, const float* x,
                  int32_t act, const float* out) {
-  if (n < 1 || in_f < 1 || out_f < 1)
-    return Fail(ST_EINVAL) << what << ": sizes must be >= 1 (n=" << n << " in=" << in_f
-                           << " out=" << out_f << ")";
-  if (act != ST_ACT_NONE && act != ST_ACT_RELU && act != ST_ACT_RELU6)
-    return Fail(ST_EINVAL) << what << ": act code " << act << " (0 none, 1 relu, 2 relu6)";
-  if (!x || !out) return Fail(ST_EINVAL) << what << ": input or output pointer is null";
+  if (int rc = from_cpu(st::check_linear(what, n, in_f, out_f, x, act, out))) return rc;
   if (static_cast<int64_t>(n) * in_f > kI32 || static_cast<int64_t>(n) * out_f > kI32)
     return Fail(ST_EUNSUPPORTED) << what << ": input or output has more than 2^31 - 1 elements";
   return ST_OK;

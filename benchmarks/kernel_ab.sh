@@ -4,10 +4,11 @@
 #
 #   bash benchmarks/kernel_ab.sh REV_A [REV_B] [SPEC]     REV_B defaults to the working tree
 #   bash benchmarks/kernel_ab.sh 1668bd2 HEAD "64x56k3,256x28k1,512x7k1"
+#   bash benchmarks/kernel_ab.sh HEAD WORKTREE "64x56d7p70,123x28d5p54"   # depthwise layers
 #
 # Builds each revision's kernel core (kernels/, no tvm-ffi) into a shared library under
 # ${ST_AB_DIR:-/tmp/st-kernel-ab} and runs benchmarks/kernel_ab/ab.cc on them; see that file for
-# SPEC and the UNALIGNED / FLUSH / ISA switches. Run both orders (A B, then B A): a ratio that
+# SPEC and the UNALIGNED / FLUSH / PRODUCE / ISA switches. Run both orders (A B, then B A): a ratio that
 # flips with the order is noise. A layer run alone over and over keeps its data in cache; check a
 # gain inside a network too (`st-deploy bench TICKET --runtime tvm-sparse --per-layer`): small
 # memory-bound layers that gained 1.1-1.2x here measured the same there.

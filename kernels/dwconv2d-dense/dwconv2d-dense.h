@@ -268,7 +268,8 @@ inline int32_t dw_dense_cutoff(int32_t K, int32_t S, int32_t OW, int32_t W) {
 
 #if defined(__AVX512F__)
 // Small planes on AVX-512 (output rows of <= 8 columns, <= 64 outputs): the row kernel would fill
-// at most half of each 16-lane vector. Here the whole OH x OW output plane is read as one flat
+// at most half of each 16-lane vector. Groups of >= 8 channels mostly take the channel-blocked
+// kernel (dwconv2d-cblock.h) instead; this one keeps 3x3 stride 1 and the last few channels. Here the whole OH x OW output plane is read as one flat
 // array of <= 4 vectors, output o = oy * OW + ox in lane o % 16 of vector o / 16. With "same"
 // padding (2 * pad == K - 1) every tap reads a plane of the output's shape at one flat offset:
 // at stride 1 the input itself (H x W = OH x OW), at stride 2 one of the four stride-2 phase
@@ -403,9 +404,21 @@ inline void dw_plane_dense_any(const DwPlane& p, const float* w, const F* flat) 
   dw_plane_dense<I, K, S>(p, w);
 }
 
+}  // namespace
+}  // namespace st
+#include "dwconv2d-cblock.h"
+namespace st {
+namespace {
+
 // Channels [c0, c1) of one image. Dense weights (j.wdense) or the per-channel live taps.
 template <class I, int K, int S>
 void dw_direct_channels(const DwJob& j, int32_t c0, int32_t c1) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<I, IsaAvx512>) {
+    c0 = dw_cblock<K, S>(j, c0, c1);  // small planes, 16 channels at a time
+    if (c0 == c1) return;
+  }
+#endif
   const PhaseLayout& L = *j.L;
   DwPlane p{};
   p.H = L.H;

@@ -140,3 +140,31 @@ def test_direct_small_planes_inplace_and_pad(isa, fmt):
             for pad in (0, k // 2 + 1):  # not "same": the row kernel
                 if hw + 2 * pad >= k:
                     run_dw_pad(fmt, 1, 3, hw, hw, k, stride, pad, [k * k], "none", True, seed=pad + k)
+
+
+# Channel-blocked small planes (AVX-512, dwconv2d-cblock.h): output rows of <= 8 columns and <= 16
+# rows, 16 channels per group through two register transposes; a last group of 8-15 channels
+# runs there too, fewer are left to the row kernels. Other ISAs run the row kernels on the same
+# cases. Any padding: the zero border is part of the transposed tile.
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_channel_blocked_small_planes(isa, fmt, k, stride):
+    hws = [(7, 7), (4, 4), (16, 5), (2, 8), (8, 3)] if stride == 1 else [(14, 14), (13, 15), (7, 7), (31, 4)]
+    for i, (h, w) in enumerate(hws):
+        c = [16, 21, 24, 40, 9][i % 5]  # whole groups, a tail left to the row kernels, tails of 8 and 9
+        keep = [k * k, 0, 1, k * k // 2, k * k - 1]
+        run_dw_pad(fmt, 2, c, h, w, k, stride, (k - 1) // 2, keep, ["relu6", "none", "relu"][i % 3],
+                   i % 2 == 0, seed=k * 100 + stride * 10 + i)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_channel_blocked_pad_inplace_threads(isa, fmt, threads):
+    for k in (3, 5, 7):
+        for stride, hw in [(1, 6), (2, 13), (2, 3)]:
+            for pad in (0, k // 2, k // 2 + 2):
+                if hw + 2 * pad < k:
+                    continue
+                run_dw_pad(fmt, 1, 33, hw, hw, k, stride, pad, [k * k, 2, 0], "relu", True,
+                           seed=k + hw + pad, inplace=pad == k // 2)

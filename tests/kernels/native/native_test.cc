@@ -378,6 +378,11 @@ int main() {
       }
       st_set_conv1x1_path("auto");
       run_dw(isa, Case{2, 24, 24, 30, 30, 5, 1, 2, 2, 0.4, true, true});
+      // Small planes, channel-blocked on AVX-512 (dwconv2d-cblock.h): 16 + a tail of 9 channels,
+      // 7x7 outputs at stride 1 and 2, 4x2 outputs with extra padding.
+      run_dw(isa, Case{2, 25, 25, 7, 7, 7, 1, 3, 1, 0.5, true, true});
+      run_dw(isa, Case{1, 25, 25, 14, 13, 5, 2, 2, 2, 0.3, true, false});
+      run_dw(isa, Case{1, 16, 16, 6, 1, 3, 2, 2, 0, 0.0, false, true});
       run_linear(isa, 3, 300, 17, 0.8, 0);
       run_linear(isa, 1, 5, 3, 0.0, 1);
       run_linear_dense(isa, 1, 300, 17, 1, true);

@@ -1,5 +1,7 @@
 #include "validate.h"
 
+#include <algorithm>
+
 #include "../include/st_kernels.h"
 #include "errors.h"
 
@@ -25,23 +27,31 @@ int validate_sparse(const char* what, int64_t rows, int64_t cols, int32_t block_
                            << nnz * block_rows << " (" << nnz << " nonzero "
                            << (block_rows > 1 ? "blocks" : "entries") << " x " << block_rows << ")";
   if (indptr[0] != 0) return Fail(ST_EINVAL) << what << ": indptr[0] = " << indptr[0] << ", must be 0";
-  for (int64_t r = 0; r < brows; ++r) {
-    if (indptr[r + 1] < indptr[r])
-      return Fail(ST_EINVAL) << what << ": indptr decreases at row " << r << " (" << indptr[r]
-                             << " -> " << indptr[r + 1] << ")";
-  }
+  // Each check is a branch-free pass the compiler vectorises (layers without a plan, depthwise
+  // ones, are checked on every call: a per-element early exit cost ~10 us at 12k taps); only a
+  // failing layer is searched again for the first bad entry to name it.
+  bool decreases = false;
+  for (int64_t r = 0; r < brows; ++r) decreases |= indptr[r + 1] < indptr[r];
+  if (decreases)
+    for (int64_t r = 0; r < brows; ++r)
+      if (indptr[r + 1] < indptr[r])
+        return Fail(ST_EINVAL) << what << ": indptr decreases at row " << r << " (" << indptr[r]
+                               << " -> " << indptr[r + 1] << ")";
   if (indptr[brows] != nnz)
     return Fail(ST_EINVAL) << what << ": indptr ends at " << indptr[brows] << " but there are "
                            << nnz << " indices";
-  for (int64_t j = 0; j < nnz; ++j) {
-    // Unsigned compare catches negatives and >= cols in one test.
-    if (static_cast<uint64_t>(static_cast<int64_t>(indices[j])) >= static_cast<uint64_t>(cols)) {
-      int64_t r = 0;
-      while (r < brows && indptr[r + 1] <= j) ++r;
-      return Fail(ST_EINVAL) << what << ": column index " << indices[j] << " at position " << j
-                             << " (row " << r << ") is out of range [0, " << cols << ")";
-    }
-  }
+  // As unsigned, a negative index is >= 2^31 > any int32 index: one compare catches both.
+  const uint64_t limit = std::min<uint64_t>(static_cast<uint64_t>(cols), uint64_t{1} << 31);
+  uint32_t top = 0;
+  for (int64_t j = 0; j < nnz; ++j) top = std::max(top, static_cast<uint32_t>(indices[j]));
+  if (top >= limit)
+    for (int64_t j = 0; j < nnz; ++j)
+      if (static_cast<uint32_t>(indices[j]) >= limit) {
+        int64_t r = 0;
+        while (r < brows && indptr[r + 1] <= j) ++r;
+        return Fail(ST_EINVAL) << what << ": column index " << indices[j] << " at position " << j
+                               << " (row " << r << ") is out of range [0, " << cols << ")";
+      }
   return ST_OK;
 }
 int check_linear(const char* what, int32_t n, int32_t in_features, int32_t out_features,

@@ -33,8 +33,9 @@ inline bool dw_cblock_applies(const PhaseLayout& L) {
 // One output row (OW columns) of a 16-channel group: acc[ox] = sum over taps of the tile vector at
 // (oy * S + ky, ox * S + kx) times the tap's weight vector.
 template <int K, int S, int OW>
-inline __attribute__((always_inline)) void dw_cblock_row(const float* tile, int32_t PW, const float* wv,
-                                                          int32_t oy, __m512 (&acc)[OW]) {
+inline __attribute__((always_inline)) void dw_cblock_row(const float* tile, int32_t PW,
+                                                          const float* wv, int32_t oy,
+                                                          __m512 (&acc)[OW]) {
   sfor<0, OW>([&](auto ox) __attribute__((always_inline)) { acc[ox] = _mm512_setzero_ps(); });
   for (int ky = 0; ky < K; ++ky) {
     const float* row = tile + static_cast<int64_t>(oy * S + ky) * PW * 16;
@@ -78,8 +79,8 @@ inline __attribute__((always_inline)) void transpose16(__m512 (&r)[16]) {
 // Channels [c0, c0 + n) (n <= 16) of the job, OW a compile-time width. wts: [K*K][16] weights,
 // bias: 16 lanes. Both transposes go 16 positions x 16 channels at a time through registers.
 template <int K, int S, int OW>
-void dw_cblock_group(const DwJob& j, const PhaseLayout& L, float* tile, int32_t c0, int32_t n, const float* wts,
-                     const float* bias) {
+void dw_cblock_group(const DwJob& j, const PhaseLayout& L, float* tile, int32_t c0, int32_t n,
+                     const float* wts, const float* bias) {
   const int32_t PH = (L.OH - 1) * S + K, PW = (OW - 1) * S + K;
   const int32_t hw = L.H * L.W, ohw = L.OH * OW;
   const float* x = j.x + static_cast<int64_t>(c0) * hw;

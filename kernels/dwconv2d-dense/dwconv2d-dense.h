@@ -269,9 +269,10 @@ inline int32_t dw_dense_cutoff(int32_t K, int32_t S, int32_t OW, int32_t W) {
 #if defined(__AVX512F__)
 // Small planes on AVX-512 (output rows of <= 8 columns, <= 64 outputs): the row kernel would fill
 // at most half of each 16-lane vector. Groups of >= 8 channels mostly take the channel-blocked
-// kernel (dwconv2d-cblock.h) instead; this one keeps 3x3 stride 1 and the last few channels. Here the whole OH x OW output plane is read as one flat
-// array of <= 4 vectors, output o = oy * OW + ox in lane o % 16 of vector o / 16. With "same"
-// padding (2 * pad == K - 1) every tap reads a plane of the output's shape at one flat offset:
+// kernel (dwconv2d-cblock.h) instead; this one keeps 3x3 stride 1 and the last few channels.
+// Here the whole OH x OW output plane is read as one flat array of <= 4 vectors, output
+// o = oy * OW + ox in lane o % 16 of vector o / 16. With "same" padding (2 * pad == K - 1) every
+// tap reads a plane of the output's shape at one flat offset:
 // at stride 1 the input itself (H x W = OH x OW), at stride 2 one of the four stride-2 phase
 // planes of the input (rows py, py + 2, .., columns px, px + 2, ..), copied to a stack tile of
 // OH x OW each with zeros past the input's edge. Zero padding is a k-mask per (tap, vector),

@@ -68,8 +68,8 @@ def ort_conv(w: np.ndarray, b: np.ndarray, stride: int, pad: int, groups: int,
 def interleaved(fns: list[Callable[[], object]], budget_s: float, min_reps: int = 7,
                 block: int = 1) -> list[float]:
     """Median seconds of each function, running them in turn until the budget is spent: one call
-    each (block 1), or `block` calls each of which the first, made in the state the other
-    functions left, is not counted."""
+    of each in turn (block 1), or `block` calls of each in turn, not counting the first call of a
+    block (it finds the caches as the other functions left them)."""
     for f in fns:
         f()
     times: list[list[float]] = [[] for _ in fns]
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", default="1,2")
     p.add_argument("--shapes", default="", help="comma list of CHANNELSxHW (input size), e.g. 128x56,512x7")
     p.add_argument("--sparsity", default="", help="comma list, e.g. 0.9,0.95 (default per op)")
-    p.add_argument("--budget", type=float, default=0.0, help="seconds per layer and cache state (default 1.5 quick, 0.4 full)")
+    p.add_argument("--budget", type=float, default=0.0,
+                   help="seconds per layer and cache state (default 1.5 quick, 0.4 full)")
     args = p.parse_args(argv)
     budget = args.budget or (1.5 if args.quick else 0.4)
     records = []

@@ -5,8 +5,8 @@
 //
 // Every conv layer runs as CSR and as BSR4x1, a depthwise one as per-channel live taps
 // (st_dwconv2d_csr, which runs mostly-live channels dense); 1 thread, batch 1, bias + ReLU, A and
-// B alternating call by call (41 rounds, order flipped every round), so machine-wide drift hits both alike;
-// prints median microseconds, A/B (> 1: B is faster) and the largest output difference.
+// B alternating call by call (41 rounds, order flipped every round), so machine-wide drift hits
+// both alike; prints median microseconds, A/B (> 1: B is faster) and the largest output difference.
 // Env: UNALIGNED=1 offsets x by 16 bytes (what a numpy or ORT graph input can be);
 //      FLUSH=1 touches FLUSH_MB (default 8) MB between calls: 8 leaves x in L3, 64 sends it to
 //      DRAM, as ONNX Runtime and torch interleaved by benchmarks/kernels.py do;
@@ -187,8 +187,8 @@ int main(int argc, char** argv) {
       for (auto& tt : t) std::sort(tt.begin(), tt.end());
       const double a = t[0][t[0].size() / 2], bb = t[1][t[1].size() / 2];
       std::printf("%-4s %4d->%-4d %3d^2 %c%d s%d %3.0f%%  A %9.1f us  B %9.1f us  A/B %.3f  maxdiff %.1e\n",
-                  l.dw ? "dw" : bsr ? "bsr" : "csr", l.cin, l.cout, l.hw, l.dw ? 'd' : 'k', l.k, l.stride, 100 * l.sparsity, a * 1e6,
-                  bb * 1e6, a / bb, diff);
+                  l.dw ? "dw" : bsr ? "bsr" : "csr", l.cin, l.cout, l.hw, l.dw ? 'd' : 'k', l.k, l.stride,
+                  100 * l.sparsity, a * 1e6, bb * 1e6, a / bb, diff);
     }
   }
   return 0;

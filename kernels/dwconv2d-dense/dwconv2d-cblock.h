@@ -76,12 +76,12 @@ inline __attribute__((always_inline)) void transpose16(__m512 (&r)[16]) {
   }
 }
 
-// Channels [c0, c0 + n) (n <= 16) of the job, OW a compile-time width. wts: [K*K][16] weights,
-// bias: 16 lanes. Both transposes go 16 positions x 16 channels at a time through registers.
+// Channels [c0, c0 + n) (n <= 16) of the job, OW a compile-time width; tile: PH x PW vectors (the
+// input rows and columns the outputs read). wts: [K*K][16] weights, bias: 16 lanes. Both
+// transposes go 16 positions x 16 channels at a time through registers.
 template <int K, int S, int OW>
-void dw_cblock_group(const DwJob& j, const PhaseLayout& L, float* tile, int32_t c0, int32_t n,
-                     const float* wts, const float* bias) {
-  const int32_t PH = (L.OH - 1) * S + K, PW = (OW - 1) * S + K;
+void dw_cblock_group(const DwJob& j, const PhaseLayout& L, float* tile, int32_t PH, int32_t PW,
+                     int32_t c0, int32_t n, const float* wts, const float* bias) {
   const int32_t hw = L.H * L.W, ohw = L.OH * OW;
   const float* x = j.x + static_cast<int64_t>(c0) * hw;
   // In: tile[((iy + pad) * PW + ix + pad) * 16 + ci] = x[c0 + ci][iy][ix], zero where no input.
@@ -146,7 +146,7 @@ bool dw_cblock_channels(const DwJob& j, int32_t c0, int32_t c1) {
       }
       if (j.bias) bias[ci] = j.bias[c + ci];
     }
-    dw_cblock_group<K, S, OW>(j, L, tile, c, n, wts, bias);
+    dw_cblock_group<K, S, OW>(j, L, tile, PH, PW, c, n, wts, bias);
   }
   return true;
 }

@@ -11,6 +11,10 @@ only when it is dead on every side:
 - grouped convs that are not depthwise (the SuperTickets residual conv, gcd(inp, oup)
   groups) keep all their channels: removing one would break the group layout, and their
   zero filters stay as masked zeros for the planner;
+- mul (squeeze-excitation's gate times the map): both inputs and the output share one set;
+- flatten: input channel c is output channels c*hw .. c*hw+hw-1, kept or removed together;
+- gather (split, chunk, channel shuffle): input channel index[j] is needed where output j is;
+- layer_norm (statistics over every channel) and opaque nodes keep all their channels;
 - graph inputs and outputs keep all channels.
 Two validity rules keep a shape source alive, applied only at a fixpoint: a conv with a
 needed output keeps at least one input channel (zero weights), and a resize keeps one
@@ -25,9 +29,15 @@ from ..graph.ir import Graph, Node
 from ..graph.shapes import channel_counts
 
 
+# Ops whose every input and output channel is kept (see the module docstring).
+_WHOLE = ("layer_norm", "opaque")
+
+
 def _kind(n: Node, counts: dict[str, int]) -> str:
     if n.op == "linear":
         return "dense"
+    if n.op in _WHOLE:
+        return "grouped"
     if n.op != "conv2d":
         return n.op
     g = n.attrs["groups"]
@@ -100,7 +110,19 @@ def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor], dense: _DenseR
     if kind == "dense":
         return dense.propagate(n, need)
     if kind == "grouped":
-        return _set(need, x, torch.ones_like(need[x])) | _set(need, n.name, torch.ones_like(need[n.name]))
+        changed = _set(need, n.name, torch.ones_like(need[n.name]))
+        for i in dict.fromkeys(n.inputs):
+            changed |= _set(need, i, torch.ones_like(need[i]))
+        return changed
+    if n.op == "flatten":
+        hw = n.attrs["hw"]
+        return (_set(need, x, need[n.name].view(-1, hw).any(1))
+                | _set(need, n.name, need[x].repeat_interleave(hw)))
+    if n.op == "gather":
+        index = torch.tensor(n.attrs["index"], dtype=torch.long)
+        wanted = torch.zeros_like(need[x])
+        wanted[index[need[n.name]]] = True
+        return _set(need, x, wanted)
     if n.op == "concat":
         changed, start = False, 0
         for i in n.inputs:
@@ -113,7 +135,7 @@ def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor], dense: _DenseR
                 changed = True
             start += c
         return changed
-    if n.op == "add":
+    if n.op in ("add", "mul"):
         return _couple(need, [n.name, *n.inputs])
     return _couple(need, [n.name, x])  # elementwise, pooling, resize, depthwise
 
@@ -139,6 +161,9 @@ def _prune_node(n: Node, kind: str, keep: dict[str, torch.Tensor]) -> None:
             n.attrs["groups"] = int(ko.numel())
     elif n.op == "scale_shift":
         n.params = {k: _take(v, 0, ko) for k, v in n.params.items()}
+    elif n.op == "gather":
+        position = {int(c): p for p, c in enumerate(keep[n.inputs[0]].tolist())}
+        n.attrs["index"] = [position[n.attrs["index"][j]] for j in ko.tolist()]
 
 
 def remove_dead_channels(graph: Graph) -> dict[str, tuple[int, int]]:

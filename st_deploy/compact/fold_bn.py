@@ -11,7 +11,8 @@ reader and is no graph output:
 - scale_shift after conv/linear (no activation) -> into that layer;
 - scale_shift after an add whose inputs are all such layers -> into all of them;
 - scale_shift after scale_shift -> one scale_shift;
-- act after conv/linear (no activation) -> the layer's `act` attribute;
+- act after conv/linear (no activation) -> the layer's `act` attribute, for the kinds every
+  kernel epilogue applies (graph.ir.LAYER_ACTS);
 - add read only by another add -> its inputs join that add (one n-ary add).
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..graph.ir import Graph, Node
+from ..graph.ir import LAYER_ACTS, Graph, Node
 from .uses import Uses
 
 
@@ -47,6 +48,12 @@ def _merge_scale_shift(p: Node, scale: torch.Tensor | None, shift: torch.Tensor)
     p.params = {"shift": (pt * s + shift.double() if s is not None else pt + shift.double()).float()}
     if new_scale is not None:
         p.params["scale"] = new_scale.float()
+
+
+def _fusable_act(n: Node, p: Node) -> bool:
+    """An act node whose kind the layer before it can apply in its epilogue."""
+    return (n.op == "act" and n.attrs["kind"] in LAYER_ACTS and p.op in ("conv2d", "linear")
+            and p.attrs.get("act", "none") == "none")
 
 
 def _foldable_layer(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> Node | None:
@@ -93,7 +100,7 @@ def _fold_once(graph: Graph) -> bool:
                 _merge_scale_shift(p, scale, shift)
             else:
                 continue
-        elif n.op == "act" and p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
+        elif _fusable_act(n, p):
             p.attrs["act"] = n.attrs["kind"]
         else:
             continue
@@ -150,7 +157,7 @@ def _fold_at(graph: Graph, uses: Uses, n: Node) -> str | None:
             _merge_scale_shift(p, scale, shift)
         else:
             return None
-    elif n.op == "act" and p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
+    elif _fusable_act(n, p):
         p.attrs["act"] = n.attrs["kind"]
     else:
         return None

@@ -5,7 +5,9 @@ with the input and the value where it is the same at every position of every inp
 Sources: a conv/linear output filter with all weights zero emits act(bias); a scale_shift
 with scale 0 (an unselected channel, select.py) emits its shift. Constants pass through
 scale_shift, activations, adds (when constant on every input), resizes (nearest and
-bilinear interpolate a constant to itself), concat and global pooling.
+bilinear interpolate a constant to itself), concat, gather, flatten, products (0 times
+anything is 0), global, adaptive and window pooling (except an average that counts padded
+zeros); layer_norm and opaque outputs vary.
 
 Rewrites (all exact):
 - conv2d/linear reading a constant channel c with value v: bias[o] += v * sum(W[o, c]) and
@@ -151,6 +153,13 @@ def _rewrite_add(graph: Graph, uses: Uses, n: Node, const: dict[str, torch.Tenso
     return True
 
 
+def _pool_const(n: Node, k: torch.Tensor) -> torch.Tensor:
+    """A window max or mean of a constant is that constant, unless an average counts padded zeros."""
+    if n.attrs["mode"] == "avg" and n.attrs.get("count_include_pad", True) and any(n.attrs["padding"]):
+        return torch.where(k == 0, k, _varying(k.shape[0]))
+    return k
+
+
 def fold_constants(graph: Graph) -> int:
     """Run the analysis and the rewrites once, in topological order; return the number of changes."""
     counts = channel_counts(graph)
@@ -181,8 +190,19 @@ def fold_constants(graph: Graph) -> int:
             out = sum(ins[1:], ins[0])  # NaN (varying) wins: a channel is constant only if constant everywhere
         elif n.op == "concat":
             out = torch.cat(ins)
-        elif n.op in ("resize", "global_avg_pool"):
+        elif n.op in ("resize", "global_avg_pool", "adaptive_avg_pool"):
             out = ins[0]
+        elif n.op == "pool":
+            out = _pool_const(n, ins[0])
+        elif n.op == "mul":
+            a, b = ins
+            out = torch.where((a == 0) | (b == 0), torch.zeros_like(a), a * b)  # 0 times anything is 0
+        elif n.op == "flatten":
+            out = ins[0].repeat_interleave(n.attrs["hw"])
+        elif n.op == "gather":
+            out = ins[0][n.attrs["index"]]
+        elif n.op in ("layer_norm", "opaque"):
+            out = _varying(counts[n.name])
         else:
             raise AssertionError(f"fold_const: no rule for op {n.op}")
         const[n.name] = out

@@ -41,12 +41,14 @@ class GraphBuilder:
         return name
 
     def conv2d(self, name: str, x: str, weight: torch.Tensor, bias: torch.Tensor | None,
-               stride: int, padding: int, groups: int, mask: torch.Tensor | None = None) -> str:
+               stride: Any, padding: Any, groups: int, mask: torch.Tensor | None = None, dilation: Any = 1) -> str:
+        """stride, padding, dilation: an int, or [h, w] where the axes differ."""
         mask = torch.ones_like(weight) if mask is None else (mask != 0).to(weight.dtype)
         bias = torch.zeros(weight.shape[0]) if bias is None else bias
-        return self._add(name, "conv2d", [x], {"stride": stride, "padding": padding, "groups": groups,
-                                               "act": "none"},
-                         {"weight": weight * mask, "bias": bias, "mask": mask})
+        attrs = {"stride": stride, "padding": padding, "groups": groups, "act": "none"}
+        if dilation != 1:
+            attrs["dilation"] = dilation
+        return self._add(name, "conv2d", [x], attrs, {"weight": weight * mask, "bias": bias, "mask": mask})
 
     def linear(self, name: str, x: str, weight: torch.Tensor, bias: torch.Tensor | None,
                mask: torch.Tensor | None = None) -> str:
@@ -85,8 +87,40 @@ class GraphBuilder:
     def concat(self, name: str, xs: list[str]) -> str:
         return xs[0] if len(xs) == 1 else self._add(name, "concat", xs)
 
-    def global_avg_pool(self, name: str, x: str) -> str:
-        return self._add(name, "global_avg_pool", [x])
+    def global_avg_pool(self, name: str, x: str, keepdim: bool = False) -> str:
+        return self._add(name, "global_avg_pool", [x], {"keepdim": True} if keepdim else {})
+
+    def pool(self, name: str, x: str, mode: str, kernel: list[int], stride: list[int], padding: list[int],
+             ceil_mode: bool = False, count_include_pad: bool = True) -> str:
+        attrs = {"mode": mode, "kernel": list(kernel), "stride": list(stride), "padding": list(padding),
+                 "ceil_mode": bool(ceil_mode)}
+        if mode == "avg":
+            attrs["count_include_pad"] = bool(count_include_pad)
+        return self._add(name, "pool", [x], attrs)
+
+    def adaptive_avg_pool(self, name: str, x: str, size: list[int]) -> str:
+        return self._add(name, "adaptive_avg_pool", [x], {"size": [int(v) for v in size]})
+
+    def mul(self, name: str, x: str, y: str) -> str:
+        """x * y; y may be N,C,1,1 against x's N,C,H,W (squeeze-excitation)."""
+        return self._add(name, "mul", [x, y])
+
+    def flatten(self, name: str, x: str, hw: int) -> str:
+        return self._add(name, "flatten", [x], {"hw": int(hw)})
+
+    def layer_norm(self, name: str, x: str, eps: float) -> str:
+        return self._add(name, "layer_norm", [x], {"eps": float(eps)})
+
+    def gather(self, name: str, x: str, index: list[int]) -> str:
+        return self._add(name, "gather", [x], {"index": [int(i) for i in index]})
+
+    def opaque(self, name: str, xs: list[str], target: str, onnx_model: bytes, out_shape: list[int],
+               in_shapes: list[list[int]], out_channels: int) -> str:
+        name = self._add(name, "opaque", xs, {"target": target, "out_shape": [int(v) for v in out_shape],
+                                              "in_shapes": in_shapes, "out_channels": int(out_channels)})
+        # Kept as bytes (not .float()): the one non-float param, checked by graph/validate.py.
+        self.nodes[-1].params["onnx"] = torch.frombuffer(bytearray(onnx_model), dtype=torch.uint8).clone()
+        return name
 
     def build(self, outputs: list[str]) -> Graph:
         return Graph(self.nodes, self.inputs, list(outputs))

@@ -6,8 +6,10 @@ plain dicts of tensors (loadable with torch.load(weights_only=True)). Compaction
 graphs, the planner annotates conv/linear nodes, and the exporters translate node by node.
 
 Ops (attrs / params):
-  conv2d     stride, padding, groups, act / weight [O, I/g, k, k], bias [O], mask (optional,
-             same shape as weight: the unstructured mask still present; weight is already masked)
+  conv2d     stride, padding, groups, act, dilation (optional, default 1) / weight [O, I/g, kh, kw],
+             bias [O], mask (optional, same shape as weight: the unstructured mask still present;
+             weight is already masked). stride, padding and dilation are an int, or [h, w] where
+             the two axes differ (pair() reads both forms)
   linear     act / weight [O, I], bias [O], mask (optional)
   act        kind
   add        (inputs: two or more tensors of equal shape; a [C] channel-constant input allowed via
@@ -16,8 +18,19 @@ Ops (attrs / params):
   resize     mode ('nearest' | 'bilinear'), scale (int) or, with a second input, to that input's
              spatial size; align_corners is always False
   concat     (channel axis)
-  global_avg_pool  NCHW -> NC
-Activation kinds: none, relu, relu6, swish, hswish.
+  global_avg_pool  NCHW -> NC, or N,C,1,1 with keepdim True (squeeze-excitation reads it as a map)
+  pool       mode ('max' | 'avg'), kernel [kh, kw], stride [sh, sw], padding [ph, pw], ceil_mode,
+             count_include_pad (avg): a per-channel window reduction as torch's max/avg_pool2d
+  adaptive_avg_pool  size [oh, ow]: torch's adaptive_avg_pool2d to that size
+  mul        (two inputs with the same channels; a N,C,1,1 input broadcasts over the other's H, W)
+  flatten    hw: N,C,H,W -> N,C*H*W (hw = H*W, fixed at lowering; 1 for a pooled N,C,1,1 map)
+  layer_norm eps: normalise over the channel axis at every position (no affine: a scale_shift
+             follows where the model had one)
+  gather     index [list of input channels]: output channel j is input channel index[j]
+             (torch.chunk/split and channel shuffles)
+  opaque     target, out_shapes / onnx (uint8 tensor: a serialised ONNX model computing it):
+             an op st-deploy has no rule for, run as it is, its channels kept whole
+Activation kinds: none, relu, relu6, swish, hswish, sigmoid, hsigmoid, gelu, tanh.
 """
 
 from __future__ import annotations
@@ -28,9 +41,25 @@ from typing import Any, Iterator
 
 import torch
 
-OPS = ("conv2d", "linear", "act", "add", "scale_shift", "resize", "concat", "global_avg_pool")
-ACTS = ("none", "relu", "relu6", "swish", "hswish")
+OPS = ("conv2d", "linear", "act", "add", "scale_shift", "resize", "concat", "global_avg_pool", "pool",
+       "adaptive_avg_pool", "mul", "flatten", "layer_norm", "gather", "opaque")
+LAYER_OPS = ("conv2d", "linear")  # the ops carrying weights (and masks) the planner formats
+ACTS = ("none", "relu", "relu6", "swish", "hswish", "sigmoid", "hsigmoid", "gelu", "tanh")
+# Activations a conv/linear may carry as its `act` attribute: the ones every kernel epilogue and
+# the ONNX custom op apply (st_kernels.h ST_ACT_*, kernels/ort). The others stay act nodes.
+LAYER_ACTS = ("none", "relu", "relu6", "swish", "hswish")
 FORMAT_VERSION = 1
+
+
+def pair(v: Any) -> tuple[int, int]:
+    """An int-or-[h, w] attribute (stride, padding, dilation) as (h, w)."""
+    if isinstance(v, (list, tuple)):
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def is_layer(n: "Node") -> bool:
+    return n.op in LAYER_OPS
 
 
 @dataclass

@@ -7,11 +7,14 @@ is a plain network a user can inspect, and `to_graph` gives the graph back uncha
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ir import Graph, Node
+from .ir import Graph, Node, is_layer, pair
+from .opaque import run_opaque
 
 
 def apply_act(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -25,6 +28,14 @@ def apply_act(x: torch.Tensor, kind: str) -> torch.Tensor:
         return x * torch.sigmoid(x)
     if kind == "hswish":
         return x * F.relu6(x + 3.0) / 6.0
+    if kind == "sigmoid":
+        return torch.sigmoid(x)
+    if kind == "hsigmoid":
+        return F.relu6(x + 3.0) / 6.0
+    if kind == "gelu":
+        return F.gelu(x)
+    if kind == "tanh":
+        return torch.tanh(x)
     raise ValueError(f"unknown activation {kind!r}")
 
 
@@ -45,8 +56,9 @@ class GraphModule(nn.Module):
         for n in graph.nodes:
             if n.op == "conv2d":
                 w = n.params["weight"]
-                layer = nn.Conv2d(w.shape[1] * n.attrs["groups"], w.shape[0], w.shape[2],
-                                  n.attrs["stride"], n.attrs["padding"], groups=n.attrs["groups"])
+                layer = nn.Conv2d(w.shape[1] * n.attrs["groups"], w.shape[0], tuple(w.shape[2:]),
+                                  pair(n.attrs["stride"]), pair(n.attrs["padding"]),
+                                  dilation=pair(n.attrs.get("dilation", 1)), groups=n.attrs["groups"])
             elif n.op == "linear":
                 w = n.params["weight"]
                 layer = nn.Linear(w.shape[1], w.shape[0])
@@ -65,6 +77,7 @@ class GraphModule(nn.Module):
             if "mask" in n.params:
                 layer.register_buffer("weight_mask", n.params["mask"].detach().clone())
             self.layers[_layer_key(n.name)] = layer
+        self._opaque: dict[str, Any] = {}
         self.eval()
 
     def layer(self, node_name: str) -> nn.Module:
@@ -78,7 +91,7 @@ class GraphModule(nn.Module):
         return outs[0] if len(outs) == 1 else outs
 
     def _run(self, n: Node, xs: list[torch.Tensor]) -> torch.Tensor:
-        if n.op in ("conv2d", "linear"):
+        if is_layer(n):
             return apply_act(self.layer(n.name)(xs[0]), n.attrs.get("act", "none"))
         if n.op == "act":
             return apply_act(xs[0], n.attrs["kind"])
@@ -100,14 +113,36 @@ class GraphModule(nn.Module):
         if n.op == "concat":
             return torch.cat(xs, dim=1)
         if n.op == "global_avg_pool":
-            return xs[0].mean(dim=(2, 3))
+            return xs[0].mean(dim=(2, 3), keepdim=bool(n.attrs.get("keepdim", False)))
+        if n.op == "pool":
+            a = n.attrs
+            if a["mode"] == "max":
+                return F.max_pool2d(xs[0], a["kernel"], a["stride"], a["padding"], ceil_mode=a.get("ceil_mode", False))
+            return F.avg_pool2d(xs[0], a["kernel"], a["stride"], a["padding"], ceil_mode=a.get("ceil_mode", False),
+                                count_include_pad=a.get("count_include_pad", True))
+        if n.op == "adaptive_avg_pool":
+            return F.adaptive_avg_pool2d(xs[0], n.attrs["size"])
+        if n.op == "mul":
+            return xs[0] * xs[1]
+        if n.op == "flatten":
+            return xs[0].flatten(1)
+        if n.op == "layer_norm":
+            return F.layer_norm(xs[0].movedim(1, -1), (xs[0].shape[1],), eps=n.attrs["eps"]).movedim(-1, 1)
+        if n.op == "gather":
+            return xs[0][:, n.attrs["index"]]
+        if n.op == "opaque":
+            return self._run_opaque(n, xs)
         raise ValueError(f"unknown op {n.op!r}")
+
+    def _run_opaque(self, n: Node, xs: list[torch.Tensor]) -> torch.Tensor:
+        """An op st-deploy has no rule for, run from its ONNX form (the form every exporter uses)."""
+        return run_opaque(n, xs, self._opaque)
 
     def to_graph(self) -> Graph:
         """The graph with the layers' current weights (after any in-place edits)."""
         g = self.graph.clone()
         for n in g.nodes:
-            if n.op in ("conv2d", "linear"):
+            if is_layer(n):
                 layer = self.layer(n.name)
                 n.params["weight"] = layer.weight.detach().clone()
                 n.params["bias"] = layer.bias.detach().clone()

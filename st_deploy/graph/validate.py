@@ -46,6 +46,8 @@ def validate_graph_dict(d: Any) -> None:
         if not isinstance(n["attrs"], dict) or not isinstance(n["params"], dict):
             raise DeployError(f"graph: node {name!r} attrs and params must be dicts")
         for k, v in n["params"].items():
+            if op == "opaque" and k == "onnx" and isinstance(v, torch.Tensor) and v.dtype == torch.uint8:
+                continue
             if not isinstance(v, torch.Tensor) or not v.is_floating_point():
                 raise DeployError(f"graph: node {name!r} param {k!r} is not a float tensor")
             if not torch.isfinite(v).all():
@@ -58,6 +60,19 @@ def validate_graph_dict(d: Any) -> None:
     for name in d["outputs"]:
         if name not in known:
             raise DeployError(f"graph: output {name!r:.60} is not produced by any node")
+
+
+def _ints(v: Any, what: str, n: int, lo: int, hi: int) -> list[int]:
+    if not isinstance(v, (list, tuple)) or len(v) != n:
+        raise DeployError(f"graph: {what} must be a list of {n} ints, found {v!r:.40}")
+    return [_int(a, what, lo, hi) for a in v]
+
+
+def _int_or_pair(v: Any, what: str, lo: int, hi: int) -> None:
+    if isinstance(v, (list, tuple)):
+        _ints(v, what, 2, lo, hi)
+    else:
+        _int(v, what, lo, hi)
 
 
 def _check_node(name: str, op: str, attrs: dict, params: dict, n_inputs: int) -> None:
@@ -73,10 +88,11 @@ def _check_node(name: str, op: str, attrs: dict, params: dict, n_inputs: int) ->
             raise DeployError(f"graph: node {name!r} bias shape {tuple(b.shape)} does not fit weight {tuple(w.shape)}")
     if op == "conv2d":
         w = params["weight"]
-        if w.dim() != 4 or w.shape[2] != w.shape[3] or 0 in w.shape:
-            raise DeployError(f"graph: node {name!r} conv weight shape {tuple(w.shape)} is not [O, I/g, k, k]")
-        _int(attrs.get("stride"), f"{name}.stride", 1, 16)
-        _int(attrs.get("padding"), f"{name}.padding", 0, 64)
+        if w.dim() != 4 or 0 in w.shape:
+            raise DeployError(f"graph: node {name!r} conv weight shape {tuple(w.shape)} is not [O, I/g, kh, kw]")
+        _int_or_pair(attrs.get("stride"), f"{name}.stride", 1, 16)
+        _int_or_pair(attrs.get("padding"), f"{name}.padding", 0, 64)
+        _int_or_pair(attrs.get("dilation", 1), f"{name}.dilation", 1, 64)
         g = _int(attrs.get("groups"), f"{name}.groups", 1)
         if w.shape[0] % g:
             raise DeployError(f"graph: node {name!r} out channels {w.shape[0]} not divisible by groups {g}")
@@ -89,3 +105,26 @@ def _check_node(name: str, op: str, attrs: dict, params: dict, n_inputs: int) ->
             _int(attrs.get("scale"), f"{name}.scale", 1, 64)
     if op == "add" and n_inputs < 2:
         raise DeployError(f"graph: node {name!r} add needs two or more inputs")
+    if op == "mul" and n_inputs != 2:
+        raise DeployError(f"graph: node {name!r} mul needs two inputs")
+    if op == "pool":
+        if attrs.get("mode") not in ("max", "avg"):
+            raise DeployError(f"graph: node {name!r} pool mode must be max or avg")
+        _ints(attrs.get("kernel"), f"{name}.kernel", 2, 1, 1024)
+        _ints(attrs.get("stride"), f"{name}.stride", 2, 1, 1024)
+        _ints(attrs.get("padding"), f"{name}.padding", 2, 0, 512)
+    if op == "adaptive_avg_pool":
+        _ints(attrs.get("size"), f"{name}.size", 2, 1, 1 << 16)
+    if op == "flatten":
+        _int(attrs.get("hw"), f"{name}.hw", 1, 1 << 24)
+    if op == "layer_norm" and not isinstance(attrs.get("eps"), float):
+        raise DeployError(f"graph: node {name!r} layer_norm eps must be a float")
+    if op == "gather":
+        idx = attrs.get("index")
+        if not isinstance(idx, list) or not idx:
+            raise DeployError(f"graph: node {name!r} gather index must be a non-empty list")
+        for i in idx:
+            _int(i, f"{name}.index", 0, 1 << 24)
+    if op == "opaque":
+        if not isinstance(params.get("onnx"), torch.Tensor) or not isinstance(attrs.get("out_channels"), int):
+            raise DeployError(f"graph: opaque node {name!r} needs its onnx model and out_channels")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DeployError
-from ..graph.ir import Graph, Node
+from ..graph.ir import Graph, Node, pair
 from .cost import CostTable, default_table, load_table
 from .formats import block_fill, live_mask, sparsity_of
 from ..graph.shapes import infer_shapes
@@ -26,7 +26,7 @@ MODES = ("auto", "dense", "sparse")
 class LayerPlan:
     name: str
     op: str                      # conv2d | linear
-    kind: str                    # conv1x1 | conv | dw | linear | grouped
+    kind: str                    # conv1x1 | conv | dw | linear | grouped | general
     weight_shape: tuple[int, ...]
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
@@ -64,9 +64,14 @@ class Plan:
 
 
 def layer_kind(n: Node) -> str:
+    """conv1x1 | conv | dw | grouped | linear, or general: a conv whose geometry no sparse kernel
+    takes (dilation, a non-square kernel, stride or padding that differ per axis)."""
     w = n.params["weight"]
     if n.op == "linear":
         return "linear"
+    if (w.shape[2] != w.shape[3] or len({*pair(n.attrs["stride"])}) != 1 or len({*pair(n.attrs["padding"])}) != 1
+            or pair(n.attrs.get("dilation", 1)) != (1, 1)):
+        return "general"
     g = n.attrs["groups"]
     if g == 1:
         return "conv1x1" if w.shape[2] == 1 else "conv"
@@ -121,7 +126,7 @@ def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: C
         options = ("dense",) + sparse_formats(kind)
         pred: dict[str, float] = {}
         for fmt in options:
-            t = table.predict(kind if kind != "grouped" else "conv", fmt, dense_macs, sp,
+            t = table.predict(kind if kind not in ("grouped", "general") else "conv", fmt, dense_macs, sp,
                               _work(n, fmt, out_pixels, dense_macs))
             if t is not None:
                 pred[fmt] = t
@@ -136,14 +141,15 @@ def _choose(mode: str, kind: str, options: tuple[str, ...], pred: dict[str, floa
     if mode == "dense":
         return "dense", "format=dense"
     if not sparse:
-        return "dense", f"no sparse kernel for {kind} layers"
+        what = "dilated, non-square or per-axis strided/padded convs" if kind == "general" else f"{kind} layers"
+        return "dense", f"no sparse kernel for {what}"
     if mode == "sparse":
         priced = [f for f in sparse if f in pred]
         best = min(priced, key=pred.__getitem__) if priced else sparse[0]
         return best, "format=sparse" + ("" if priced else " (no cost data: first sparse format)")
     priced = [f for f in options if f in pred]
     if "dense" not in priced:
-        kind_ = "conv" if kind == "grouped" else kind
+        kind_ = "conv" if kind in ("grouped", "general") else kind
         raise DeployError(f"cost table {source} has no dense {kind_} measurements; tune with {kind_} shapes "
                           f"or pass format='dense'/'sparse'")
     best = min(priced, key=pred.__getitem__)

@@ -83,7 +83,8 @@ def _fold_once(graph: Graph) -> bool:
                     p.params["scale"] = new_scale.float()
             else:
                 continue
-        elif n.op == "act" and p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
+        elif (n.op == "act" and n.attrs["kind"] in ("relu", "relu6", "swish", "hswish")
+              and p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none"):
             p.attrs["act"] = n.attrs["kind"]
         else:
             continue
@@ -229,8 +230,23 @@ def fold_constants(graph: Graph) -> int:
             out = sum(ins[1:], ins[0])  # NaN (varying) wins: a channel is constant only if constant everywhere
         elif n.op == "concat":
             out = torch.cat(ins)
-        elif n.op in ("resize", "global_avg_pool"):
+        elif n.op in ("resize", "global_avg_pool", "adaptive_avg_pool"):
             out = ins[0]
+        elif n.op == "pool":
+            padded_mean = n.attrs["mode"] == "avg" and n.attrs.get("count_include_pad", True) \
+                and max(n.attrs["padding"]) > 0
+            out = ins[0].clone()
+            if padded_mean:
+                out[out != 0] = float("nan")
+        elif n.op == "mul":
+            out = ins[0] * ins[1]
+            out[(ins[0] == 0) | (ins[1] == 0)] = 0.0
+        elif n.op == "flatten":
+            out = torch.stack([ins[0]] * n.attrs["hw"], 1).flatten()
+        elif n.op == "gather":
+            out = torch.stack([ins[0][i] for i in n.attrs["index"]])
+        elif n.op in ("layer_norm", "opaque"):
+            out = _varying(counts[n.name])
         else:
             raise AssertionError(f"fold_const: no rule for op {n.op}")
         const[n.name] = out
@@ -242,6 +258,8 @@ def fold_constants(graph: Graph) -> int:
 def _kind(n: Node, counts: dict[str, int]) -> str:
     if n.op == "linear":
         return "dense"
+    if n.op in ("layer_norm", "opaque"):
+        return "grouped"
     if n.op != "conv2d":
         return n.op
     g = n.attrs["groups"]
@@ -292,7 +310,28 @@ def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor]) -> bool:
         read = (w[rows] != 0).sum(dim=[d for d in range(w.dim()) if d != 1]) > 0
         return _set(need, x, read)
     if kind == "grouped":
-        return _set(need, x, torch.ones_like(need[x])) | _set(need, n.name, torch.ones_like(need[n.name]))
+        changed = _set(need, n.name, torch.ones_like(need[n.name]))
+        for i in n.inputs:
+            changed |= _set(need, i, torch.ones_like(need[i]))
+        return changed
+    if n.op == "flatten":
+        hw = n.attrs["hw"]
+        changed = False
+        for c in range(need[x].shape[0]):
+            group = need[n.name][c * hw:(c + 1) * hw]
+            if bool(group.any()) or bool(need[x][c]):
+                if not bool(group.all()) or not bool(need[x][c]):
+                    changed = True
+                need[n.name][c * hw:(c + 1) * hw] = True
+                need[x][c] = True
+        return changed
+    if n.op == "gather":
+        changed = False
+        for j, i in enumerate(n.attrs["index"]):
+            if bool(need[n.name][j]) and not bool(need[x][i]):
+                need[x][i] = True
+                changed = True
+        return changed
     if n.op == "concat":
         changed, start = False, 0
         for i in n.inputs:
@@ -305,7 +344,7 @@ def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor]) -> bool:
                 changed = True
             start += c
         return changed
-    if n.op == "add":
+    if n.op in ("add", "mul"):
         return _couple(need, [n.name, *n.inputs])
     return _couple(need, [n.name, x])  # elementwise, pooling, resize, depthwise
 
@@ -322,6 +361,9 @@ def _prune_node(n: Node, kind: str, keep: dict[str, torch.Tensor]) -> None:
             n.attrs["groups"] = int(ko.numel())
     elif n.op == "scale_shift":
         n.params = {k: v[ko] for k, v in n.params.items()}
+    elif n.op == "gather":
+        kept_inputs = keep[n.inputs[0]].tolist()
+        n.attrs["index"] = [kept_inputs.index(n.attrs["index"][j]) for j in ko.tolist()]
 
 
 def remove_dead_channels(graph: Graph) -> dict[str, tuple[int, int]]:

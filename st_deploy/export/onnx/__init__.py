@@ -19,6 +19,7 @@ import onnx
 
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
+from ...graph.opaque import opaque_ops
 from ...loaders.atomic import atomic_dir
 from ...plan import Plan, plan as make_plan
 from ...graph.shapes import infer_shapes
@@ -101,6 +102,7 @@ def _manifest(graph: Graph, shapes: dict, the_plan: Plan, source: dict[str, str]
         "opsets": {"ai.onnx": OPSET, DOMAIN: DOMAIN_VERSION},
         "custom_op_library": "st_deploy.ort_library_path() (register before loading model.sparse.onnx)",
         "plan": the_plan.to_dict(),
+        "opaque_ops": opaque_ops(graph),
         "fidelity": {"input": f"torch.randn{tuple(input_shape)} seed {FIDELITY_SEED}", "tolerance": tolerance,
                      **{k: {m: float(f"{v:.3g}") for m, v in d.items()} for k, d in fidelity.items()}},
         "versions": {"st_deploy": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,

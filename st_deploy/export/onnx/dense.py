@@ -14,7 +14,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ...graph.ir import Graph, Node
+from ...errors import DeployError
+from ...graph.ir import Graph, Node, pair
+from ...graph.opaque import onnx_bytes
 
 OPSET = 17
 ONNX_IR_VERSION = 8  # onnxruntime >= 1.14 reads IR 8; opset 17 needs >= 8
@@ -58,6 +60,18 @@ class OnnxBuilder:
         if kind == "swish":
             s = self.add("Sigmoid", [x], f"{name}/sigmoid", f"{name}/sigmoid")
             return self.add("Mul", [x, s], out, f"{name}/swish")
+        if kind == "sigmoid":
+            return self.add("Sigmoid", [x], out, f"{name}/sigmoid")
+        if kind == "hsigmoid":  # relu6(x + 3) / 6 == clip(x / 6 + 1 / 2, 0, 1)
+            return self.add("HardSigmoid", [x], out, f"{name}/hsigmoid", alpha=1.0 / 6.0, beta=0.5)
+        if kind == "tanh":
+            return self.add("Tanh", [x], out, f"{name}/tanh")
+        if kind == "gelu":  # opset 17 has no Gelu: x * (1 + erf(x / sqrt 2)) / 2, which ORT fuses back
+            e = self.add("Mul", [x, self.const([0.7071067811865476])], f"{name}/scaled", f"{name}/scaled")
+            e = self.add("Erf", [e], f"{name}/erf", f"{name}/erf")
+            e = self.add("Add", [e, self.const([1.0])], f"{name}/erf1", f"{name}/erf1")
+            e = self.add("Mul", [x, e], f"{name}/xerf", f"{name}/xerf")
+            return self.add("Mul", [e, self.const([0.5])], out, f"{name}/gelu")
         assert kind == "none", kind
         return x
 
@@ -80,11 +94,11 @@ class OnnxBuilder:
 def _conv(b: OnnxBuilder, n: Node) -> None:
     w = n.params["weight"].detach().numpy().astype(np.float32)
     act = n.attrs.get("act", "none")
-    s, p, k = n.attrs["stride"], n.attrs["padding"], w.shape[2]
+    (ph, pw), d = pair(n.attrs["padding"]), list(pair(n.attrs.get("dilation", 1)))
     ins = [n.inputs[0], b.init(f"{n.name}.weight", w), b.init(f"{n.name}.bias", n.params["bias"].numpy())]
     out = n.name if act == "none" else f"{n.name}/conv"
-    b.add("Conv", ins, out, n.name, kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p],
-          group=n.attrs["groups"])
+    b.add("Conv", ins, out, n.name, kernel_shape=list(w.shape[2:]), strides=list(pair(n.attrs["stride"])),
+          pads=[ph, pw, ph, pw], group=n.attrs["groups"], **({"dilations": d} if d != [1, 1] else {}))
     b.activation(out, act, n.name, n.name)
 
 
@@ -142,13 +156,97 @@ def _concat(b: OnnxBuilder, n: Node) -> None:
 
 
 def _global_avg_pool(b: OnnxBuilder, n: Node) -> None:
+    if n.attrs.get("keepdim"):
+        b.add("GlobalAveragePool", [n.inputs[0]], n.name, n.name)
+        return
     pooled = b.add("GlobalAveragePool", [n.inputs[0]], f"{n.name}/pool", f"{n.name}/pool")
     b.add("Flatten", [pooled], n.name, f"{n.name}/flatten", axis=1)
 
 
+def _pool(b: OnnxBuilder, n: Node) -> None:
+    a = n.attrs
+    (ph, pw) = a["padding"]
+    common = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=[ph, pw, ph, pw],
+                  ceil_mode=int(a.get("ceil_mode", False)))
+    if a["mode"] == "max":
+        b.add("MaxPool", [n.inputs[0]], n.name, n.name, **common)
+    else:
+        b.add("AveragePool", [n.inputs[0]], n.name, n.name, count_include_pad=int(a.get("count_include_pad", True)),
+              **common)
+
+
+def _adaptive_avg_pool(b: OnnxBuilder, n: Node) -> None:
+    """ONNX has no adaptive pooling. Where the sizes divide it is one AveragePool; otherwise each
+    axis is a fixed averaging matrix (row i: 1/len over torch's window i), y = A_h @ x @ A_w^T."""
+    (h, w), (oh, ow) = b.shapes[n.inputs[0]][2:], n.attrs["size"]
+    if h % oh == 0 and w % ow == 0:
+        k = [h // oh, w // ow]
+        b.add("AveragePool", [n.inputs[0]], n.name, n.name, kernel_shape=k, strides=k)
+        return
+    aw = b.init(f"{n.name}.aw", adaptive_matrix(w, ow).T.copy())
+    ah = b.init(f"{n.name}.ah", adaptive_matrix(h, oh))
+    rows = b.add("MatMul", [n.inputs[0], aw], f"{n.name}/w", f"{n.name}/w")
+    b.add("MatMul", [ah, rows], n.name, n.name)
+
+
+def adaptive_matrix(size: int, out: int) -> np.ndarray:
+    """[out, size]: torch's adaptive average windows, start floor(i*size/out), end ceil((i+1)*size/out)."""
+    a = np.zeros((out, size), dtype=np.float32)
+    for i in range(out):
+        s, e = (i * size) // out, -(-((i + 1) * size) // out)
+        a[i, s:e] = 1.0 / (e - s)
+    return a
+
+
+def _mul(b: OnnxBuilder, n: Node) -> None:
+    b.add("Mul", list(n.inputs), n.name, n.name)
+
+
+def _flatten(b: OnnxBuilder, n: Node) -> None:
+    b.add("Flatten", [n.inputs[0]], n.name, n.name, axis=1)
+
+
+def _layer_norm(b: OnnxBuilder, n: Node) -> None:
+    """Normalise over axis 1 (NCHW): opset 17's LayerNormalization takes trailing axes only."""
+    x, p = n.inputs[0], n.name
+    mean = b.add("ReduceMean", [x], f"{p}/mean", f"{p}/mean", axes=[1], keepdims=1)
+    d = b.add("Sub", [x, mean], f"{p}/centred", f"{p}/centred")
+    var = b.add("ReduceMean", [b.add("Mul", [d, d], f"{p}/sq", f"{p}/sq")], f"{p}/var", f"{p}/var", axes=[1],
+                keepdims=1)
+    std = b.add("Sqrt", [b.add("Add", [var, b.const([n.attrs["eps"]])], f"{p}/var_eps", f"{p}/var_eps")],
+                f"{p}/std", f"{p}/std")
+    b.add("Div", [d, std], p, p)
+
+
+def _gather(b: OnnxBuilder, n: Node) -> None:
+    index = b.init(f"{n.name}.index", np.array(n.attrs["index"], dtype=np.int64))
+    b.add("Gather", [n.inputs[0], index], n.name, n.name, axis=1)
+
+
+def _opaque(b: OnnxBuilder, n: Node) -> None:
+    """Inline the node's own ONNX model, its names prefixed with the node's."""
+    sub = onnx.load_from_string(onnx_bytes(n))
+    rename = {f"in{k}": x for k, x in enumerate(dict.fromkeys(n.inputs))}
+    rename["out"] = n.name
+    rename[""] = ""
+
+    def name(v: str) -> str:
+        return rename.get(v, f"{n.name}/{v}")
+    for t in sub.graph.initializer:
+        t.name = name(t.name)
+        b.inits.append(t)
+    for node in sub.graph.node:
+        node.input[:] = [name(v) for v in node.input]
+        node.output[:] = [name(v) for v in node.output]
+        node.name = f"{n.name}/{node.name}"
+        b.nodes.append(node)
+
+
 EMITTERS: dict[str, Callable[[OnnxBuilder, Node], None]] = {
     "conv2d": _conv, "linear": _linear, "act": _act, "add": _add, "scale_shift": _scale_shift,
-    "resize": _resize, "concat": _concat, "global_avg_pool": _global_avg_pool,
+    "resize": _resize, "concat": _concat, "global_avg_pool": _global_avg_pool, "pool": _pool,
+    "adaptive_avg_pool": _adaptive_avg_pool, "mul": _mul, "flatten": _flatten, "layer_norm": _layer_norm,
+    "gather": _gather, "opaque": _opaque,
 }
 
 

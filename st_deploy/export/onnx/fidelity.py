@@ -8,6 +8,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ...graph.outputs import output_list
+
 FIDELITY_SEED = 0
 
 
@@ -19,8 +21,7 @@ def seeded_input(shape: tuple[int, ...], seed: int = FIDELITY_SEED) -> np.ndarra
 def reference_outputs(run: Callable[[torch.Tensor], Any], x: np.ndarray) -> list[np.ndarray]:
     with torch.no_grad():
         y = run(torch.from_numpy(x))
-    ys = y if isinstance(y, (list, tuple)) else [y]
-    return [t.detach().float().numpy() for t in ys]
+    return [t.detach().float().numpy() for t in output_list(y)]
 
 
 def compare(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str, float]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
+from ...graph.opaque import opaque_ops
 from ...loaders.atomic import atomic_dir
 from ...plan import Plan, layer_kind, plan as make_plan
 from ...plan.formats import sparsity_of
@@ -197,6 +198,7 @@ def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, source: dict[str, st
         "target": {"backend": "tvm", "name": spec.name, "arch": spec.arch, "kernels": spec.kernels,
                    "tvm": json.loads(str(spec.tvm_target())), "linker": spec.cxx, "elf": elf},
         "plan": {**plan_entry, "layers": per_layer},
+        "opaque_ops": opaque_ops(graph),
         "warnings": ([f"{len(not_sparse)} layer(s) planned sparse run dense: no {spec.name} kernel takes them "
                       f"({', '.join(not_sparse[:5])}{', ...' if len(not_sparse) > 5 else ''}; see their notes)"]
                      if not_sparse else []),

@@ -7,7 +7,8 @@ convolution rule either). A Relax conv2d is used only where no kernel fits, and 
 so. Bias, relu/relu6 and a following residual add are fused into the kernel call (its epilogue is
 act(conv + bias) + residual); an add of several convs becomes a chain of such calls.
 
-The other ops (act, add, scale_shift, resize, concat, global_avg_pool) are Relax ops.
+The other ops (act, add, mul, scale_shift, resize, concat, gather, flatten, the poolings,
+layer_norm) are Relax ops; an opaque node is its ONNX model imported by Relax's ONNX frontend.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 from tvm import relax
 
 from ...errors import DeployError
-from ...graph.ir import Graph, Node
+from ...graph.ir import Graph, Node, pair
+from ...graph.opaque import onnx_bytes
 from ...graph.residual import residual_chains
 from ...plan import layer_kind
 from .ops import KERNEL_ACTS, KERNEL_FAMILIES, LayerCall
@@ -49,6 +51,15 @@ def _act(bb: relax.BlockBuilder, x: Any, kind: str) -> Any:
     if kind == "hswish":
         r6 = op.clip(op.add(x, relax.const(3.0, "float32")), relax.prim_value(0.0), relax.prim_value(6.0))
         return bb.emit(op.divide(op.multiply(x, r6), relax.const(6.0, "float32")))
+    if kind == "sigmoid":
+        return bb.emit(op.sigmoid(x))
+    if kind == "hsigmoid":
+        r6 = op.clip(op.add(x, relax.const(3.0, "float32")), relax.prim_value(0.0), relax.prim_value(6.0))
+        return bb.emit(op.divide(r6, relax.const(6.0, "float32")))
+    if kind == "gelu":
+        return bb.emit(op.nn.gelu(x))
+    if kind == "tanh":
+        return bb.emit(op.tanh(x))
     raise DeployError(f"activation {kind!r} has no TVM lowering")
 
 
@@ -152,8 +163,8 @@ def _layer(bb: relax.BlockBuilder, n: Node, x: Any, out_shape: tuple[int, ...], 
         y = bb.emit(relax.op.add(y, _const_c(n.params["bias"], 2)))
         info["impl"] = "relax matmul"
     else:
-        y = bb.emit(relax.op.nn.conv2d(x, w, strides=n.attrs["stride"], padding=n.attrs["padding"],
-                                       groups=int(n.attrs["groups"])))
+        y = bb.emit(relax.op.nn.conv2d(x, w, strides=pair(n.attrs["stride"]), padding=pair(n.attrs["padding"]),
+                                       dilation=pair(n.attrs.get("dilation", 1)), groups=int(n.attrs["groups"])))
         y = bb.emit(relax.op.add(y, _const_c(n.params["bias"], 4)))
         info["impl"] = "relax conv2d"
     return _act(bb, y, act)
@@ -187,5 +198,45 @@ def _other(bb: relax.BlockBuilder, n: Node, xs: list[Any], shapes: dict[str, tup
     if n.op == "concat":
         return bb.emit(op.concat(xs, axis=1))
     if n.op == "global_avg_pool":
-        return bb.emit(op.mean(xs[0], axis=[2, 3]))
+        return bb.emit(op.mean(xs[0], axis=[2, 3], keepdims=bool(n.attrs.get("keepdim", False))))
+    if n.op == "pool":
+        a = n.attrs
+        pool = op.nn.max_pool2d if a["mode"] == "max" else op.nn.avg_pool2d
+        (ph, pw) = a["padding"]
+        return bb.emit(pool(xs[0], tuple(a["kernel"]), tuple(a["stride"]), (ph, pw, ph, pw),
+                            ceil_mode=bool(a.get("ceil_mode", False)),
+                            count_include_pad=bool(a.get("count_include_pad", True)) and a["mode"] == "avg"))
+    if n.op == "adaptive_avg_pool":
+        return bb.emit(op.nn.adaptive_avg_pool2d(xs[0], tuple(n.attrs["size"])))
+    if n.op == "mul":
+        return bb.emit(op.multiply(xs[0], xs[1]))
+    if n.op == "flatten":
+        return bb.emit(op.reshape(xs[0], shapes[n.name]))
+    if n.op == "layer_norm":
+        c = shapes[n.name][1]
+        ones, zeros = (relax.const(np.full(c, v, dtype=np.float32)) for v in (1.0, 0.0))
+        return bb.emit(op.nn.layer_norm(xs[0], ones, zeros, axes=[1], epsilon=n.attrs["eps"]))
+    if n.op == "gather":
+        return bb.emit(op.take(xs[0], relax.const(np.array(n.attrs["index"], dtype=np.int64)), axis=1))
+    if n.op == "opaque":
+        return _opaque(bb, n, xs, shapes)
     raise DeployError(f"{n.name}: op {n.op!r} has no TVM lowering")
+
+
+def _opaque(bb: relax.BlockBuilder, n: Node, xs: list[Any], shapes: dict[str, tuple[int, ...]]) -> Any:
+    """An op st-deploy has no rule for, imported from its ONNX form by Relax's ONNX frontend and
+    called as a function of the module."""
+    import onnx
+    from tvm.relax.frontend.onnx import from_onnx
+
+    names = list(dict.fromkeys(n.inputs))
+    shape_dict = {f"in{k}": list(shapes[x]) for k, x in enumerate(names)}
+    try:
+        sub = from_onnx(onnx.load_from_string(onnx_bytes(n)), shape_dict=shape_dict)
+    except Exception as e:
+        raise DeployError(f"node {n.name!r}: opaque op {n.attrs.get('target')} does not import into TVM "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
+    fn = sub["main"].without_attr("global_symbol")
+    gv = bb.add_func(fn, f"opaque_{len(bb.get().functions)}")
+    by_name = dict(zip(n.inputs, xs))
+    return bb.emit(relax.Call(gv, [by_name[x] for x in names]))

@@ -39,6 +39,7 @@ KERNEL_FAMILIES: dict[str, tuple[Callable[[Any], str | None], Callable[[LayerCal
     "conv1x1": (conv2d.unsupported, conv2d.lower),
     "conv": (conv2d.unsupported, conv2d.lower),
     "grouped": (conv2d.unsupported, conv2d.lower),
+    "general": (conv2d.unsupported, conv2d.lower),
     "dw": (dwconv2d.unsupported, dwconv2d.lower),
     "linear": (linear.unsupported, linear.lower),
 }

@@ -75,12 +75,16 @@ class _Recorder(fx.Interpreter):
         super().__init__(gm)
         self.shapes: dict[str, Any] = {}
         self.values: dict[str, Any] = {}
+        self.varying: set[str] = set()  # nodes whose value depends on the input
 
     def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
+        # A tensor computed from parameters alone (timm's gamma.reshape(1, -1, 1, 1)) is a constant.
+        if n.op == "placeholder" or any(a.name in self.varying for a in n.all_input_nodes):
+            self.varying.add(n.name)
         if isinstance(out, torch.Tensor):
             self.shapes[n.name] = tuple(out.shape)
-            if n.op == "get_attr":
+            if n.name not in self.varying:
                 self.values[n.name] = out.detach()
         elif isinstance(out, (tuple, list)) and out and all(isinstance(o, torch.Tensor) for o in out):
             self.shapes[n.name] = [tuple(o.shape) for o in out]
@@ -275,6 +279,22 @@ class _Lowering:
             a = _bind(args, kw, ("input", "size", "scale_factor", "mode", "align_corners"))
             return self.interpolate(node, a["input"], self.static(a.get("size")), self.static(a.get("scale_factor")),
                                     self.static(a.get("mode", "nearest")), self.static(a.get("align_corners")))
+        if f is F.linear:  # a wrapper calling F.linear on its own weight (timm): its zeros are its mask
+            a = _bind(args, kw, ("input", "weight", "bias"))
+            w, bias = self.static(a["weight"]), self.static(a.get("bias"))
+            return self.linear(node, a["input"], w, bias, None, node.name)
+        if f is F.batch_norm:
+            a = _bind(args, kw, ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum",
+                                 "eps"))
+            mean, var = self.static(a["running_mean"]), self.static(a["running_var"])
+            if self.static(a.get("training", False)) or mean is None or var is None:
+                raise _Unhandled("batch_norm in training mode or without running statistics")
+            gamma, beta = self.static(a.get("weight")), self.static(a.get("bias"))
+            gamma = torch.ones_like(mean) if gamma is None else gamma
+            beta = torch.zeros_like(mean) if beta is None else beta
+            x = self.map_arg(node, a["input"])
+            return self.out(node, self.b.batch_norm(node.name, x, gamma, beta, mean, var,
+                                                    float(self.static(a.get("eps", 1e-5)))))
         if f is F.layer_norm:
             a = _bind(args, kw, ("input", "normalized_shape", "weight", "bias", "eps"))
             return self.layer_norm(node, a["input"], self.static(a["normalized_shape"]),
@@ -460,8 +480,8 @@ class _Lowering:
             return v[self.static(index)]
         if isinstance(v, _Value):
             idx = self.static(index)
-            if (isinstance(idx, tuple) and len(idx) == 2 and idx[0] == slice(None) and isinstance(idx[1], slice)
-                    and v.layout in ("map", "vec")):
+            if (isinstance(idx, tuple) and len(idx) >= 2 and idx[0] == slice(None) and isinstance(idx[1], slice)
+                    and all(i == slice(None) for i in idx[2:]) and v.layout in ("map", "vec")):
                 chans = list(range(v.shape[1]))[idx[1]]
                 return self.out(node, self.b.gather(node.name, v.name, chans), v.layout)
         raise _Unhandled("indexing")

@@ -41,22 +41,8 @@ from typing import Any, Iterator
 
 import torch
 
-OPS = ("conv2d", "linear", "act", "add", "scale_shift", "resize", "concat", "global_avg_pool", "pool",
-       "adaptive_avg_pool", "mul", "flatten", "layer_norm", "gather", "opaque")
-LAYER_OPS = ("conv2d", "linear")  # the ops carrying weights (and masks) the planner formats
-ACTS = ("none", "relu", "relu6", "swish", "hswish", "sigmoid", "hsigmoid", "gelu", "tanh")
-# Activations a conv/linear may carry as its `act` attribute: the ones every kernel epilogue and
-# the ONNX custom op apply (st_kernels.h ST_ACT_*, kernels/ort). The others stay act nodes.
-LAYER_ACTS = ("none", "relu", "relu6", "swish", "hswish")
-FORMAT_VERSION = 1
-
-
-def pair(v: Any) -> tuple[int, int]:
-    """An int-or-[h, w] attribute (stride, padding, dilation) as (h, w)."""
-    if isinstance(v, (list, tuple)):
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
+from .validate import validate_graph_dict
+from .vocabulary import ACTS, FORMAT_VERSION, LAYER_ACTS, LAYER_OPS, OPS, pair  # noqa: F401  (re-exported)
 
 def is_layer(n: "Node") -> bool:
     return n.op in LAYER_OPS
@@ -126,7 +112,6 @@ class Graph:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Graph":
-        from .validate import validate_graph_dict
         validate_graph_dict(d)
         nodes = [Node(n["name"], n["op"], list(n["inputs"]), dict(n["attrs"]), dict(n["params"]))
                  for n in d["nodes"]]

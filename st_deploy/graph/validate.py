@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import DeployError
-from .ir import ACTS, FORMAT_VERSION, OPS
+from .vocabulary import ACTS, FORMAT_VERSION, OPS
 
 _REQUIRED_PARAMS = {"conv2d": ("weight", "bias"), "linear": ("weight", "bias"), "scale_shift": ("shift",)}
 

@@ -31,6 +31,17 @@ def _fold_prune_hooks(module: nn.Module) -> None:
                 m.register_buffer("weight_mask", mask)
 
 
+def _computed_weights(module: nn.Module) -> list[torch.Tensor]:
+    out = []
+    for m in module.modules():
+        for h in m._forward_pre_hooks.values():
+            if isinstance(h, prune.BasePruningMethod):
+                t = getattr(m, h._tensor_name, None)
+                if isinstance(t, torch.Tensor) and not t.is_leaf:
+                    out.append(t)
+    return out
+
+
 def ticket_from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None,
                        example_input: torch.Tensor | None = None, task: str = "classification",
                        name: str | None = None) -> Ticket:
@@ -45,7 +56,10 @@ def ticket_from_module(module: nn.Module, input_shape: tuple[int, ...] | None = 
     shape = tuple(int(d) for d in (input_shape or DEFAULT_INPUT_SHAPES.get(task, (1, 3, 224, 224))))
     if len(shape) != 4 or min(shape) < 1:
         raise DeployError(f"input_shape {shape}: expected four positive ints (N, C, H, W)")
-    m = copy.deepcopy(module).eval()
+    # A pruned layer's `weight` is computed by its hook (orig * mask), not a leaf, and deepcopy
+    # refuses it: the copy gets a detached one (prune.remove recomputes it anyway).
+    memo = {id(t): t.detach().clone() for t in _computed_weights(module)}
+    m = copy.deepcopy(module, memo).eval()
     _fold_prune_hooks(m)
     with torch.no_grad():
         for layer_name, layer in m.named_modules():

@@ -22,6 +22,7 @@ from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
 from ...loaders.atomic import atomic_dir
 from ...plan import Plan, plan as make_plan
+from ...plan.padding import BLOCK, MAX_GROWTH, pad_channels
 from ...graph.shapes import infer_shapes
 from .dense import OPSET, dense_model
 from .fidelity import FIDELITY_SEED, compare, reference_outputs, run_onnx, seeded_input
@@ -48,6 +49,7 @@ def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, 
     out = Path(out)
     if not tolerance > 0:
         raise DeployError(f"tolerance must be > 0, got {tolerance}")
+    graph, padding = pad_channels(graph)
     shapes = infer_shapes(graph, input_shape)
     the_plan: Plan = make_plan(graph, target=target, format=format, cost_table=cost_table, shapes=shapes)
     doc = f"st-deploy export of {(source or {}).get('name') or 'a graph'}"
@@ -73,6 +75,10 @@ def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, 
                                 f"{detail}; nothing written")
         manifest = _manifest(graph, shapes, the_plan, source or {}, fidelity, tolerance, input_shape,
                              {k: _sha256(v) for k, v in files.items()})
+        manifest["channel_padding"] = {
+            "block": BLOCK, "rule": f"odd channel counts padded with zero channels to a multiple of {BLOCK} "
+                                    f"(ORT's NCHWc block) where that adds at most {MAX_GROWTH:.0%}: st_deploy.plan.padding",
+            "tensors": padding}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
         # atomic_dir's temporary folder is private (mkdtemp: 0700); an artifact is meant to be shared
         # (the TVM export does the same).

@@ -3,12 +3,20 @@
 A TVM artifact (manifest target tvm) loads model.so with tvm.runtime.load_module and runs its
 "main" in a Relax VM; the kernels inside model.so get their own thread count. An ONNX artifact
 runs in onnxruntime through st_deploy.ort.ort_session (model.sparse.onnx unless dense=True).
+
+Every runner may be called from many threads at once. ONNX Runtime's InferenceSession.run is
+thread-safe, so an ORTRunner shares one session. A Relax VM is not (it keeps registers and the
+current frame in the object: concurrent calls crashed in StorageObj::AllocTensor), so a TVMRunner
+keeps a pool of VMs over the one loaded model.so: a call takes an idle VM or makes a new one, and
+gives it back when done, so N concurrent callers run on N VMs in parallel and the pool grows to
+the peak number of concurrent callers (bounded by `max_vms`, beyond which callers wait).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +103,10 @@ class TVMRunner:
     """model.so of a TVM export, on this machine's CPU (or GPU for cuda artifacts).
 
     Needs only TVM's runtime (tvm.runtime.vm, not tvm.relax), so it runs where TVM is installed
-    runtime-only."""
+    runtime-only. Thread-safe: a pool of VMs over the one loaded library, one per concurrent caller
+    (max_vms bounds it; None: as many as callers at once)."""
 
-    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int) -> None:
+    def __init__(self, folder: Path, manifest: dict[str, Any], threads: int, max_vms: int | None = None) -> None:
         import tvm
         from tvm.runtime.vm import VirtualMachine
 
@@ -134,18 +143,71 @@ class TVMRunner:
                               f"{str(e).strip().splitlines()[-1]}") from None
         if manifest["target"]["kernels"] and not gpu:
             self.lib.get_function("set_num_threads", True)(threads)
-        self.vm = VirtualMachine(self.lib, self.device)
-        self._main = self.vm["main"]
+        if max_vms is not None and (not isinstance(max_vms, int) or isinstance(max_vms, bool) or max_vms < 1):
+            raise DeployError(f"max_vms must be an int >= 1 or None, got {max_vms!r}")
+        self.max_vms = max_vms
+        def make_vm() -> tuple[Any, Any]:
+            vm = VirtualMachine(self.lib, self.device)
+            return vm, vm["main"]
+        self._make_vm = make_vm
+        self._pool_cv = threading.Condition()
+        self._per_thread = threading.local()
+        # The first VM is made here, so a broken model.so fails at load; single-threaded callers
+        # always get it back (the pool is LIFO), which per-layer timing relies on (self.vm).
+        self.vm, self._main = self._make_vm()
+        self._idle: list[tuple[Any, Any]] = [(self.vm, self._main)]
+        self._made = 1
+        self._per_thread.configured = True
+
+    @property
+    def vms(self) -> int:
+        """How many VMs the pool holds (idle or in use): the peak number of concurrent callers so far."""
+        return self._made
+
+    def _take_vm(self) -> tuple[Any, Any]:
+        with self._pool_cv:
+            while not self._idle and self.max_vms is not None and self._made >= self.max_vms:
+                self._pool_cv.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._made += 1
+        try:
+            return self._make_vm()
+        except BaseException:
+            with self._pool_cv:
+                self._made -= 1
+                self._pool_cv.notify()
+            raise
+
+    def _give_back(self, vm: tuple[Any, Any]) -> None:
+        with self._pool_cv:
+            self._idle.append(vm)
+            self._pool_cv.notify()
 
     def run(self, x: Any) -> np.ndarray | list[np.ndarray]:
+        """Run "main" on x; safe to call from any number of threads at once (see the module docstring)."""
         import tvm
-        out = self._main(tvm.runtime.tensor(_as_input(x, self.input_shape), self.device))
-        if isinstance(out, tvm.runtime.Tensor):
-            return out.numpy()
-        return [o.numpy() for o in out]
+        a = _as_input(x, self.input_shape)
+        if not getattr(self._per_thread, "configured", False):
+            # TVM's thread pool is per calling thread: size this thread's pool like the first one's.
+            tvm.get_global_func("runtime.config_threadpool")(1, self.threads)
+            self._per_thread.configured = True
+        vm = self._take_vm()
+        try:
+            out = vm[1](tvm.runtime.tensor(a, self.device))
+            if isinstance(out, tvm.runtime.Tensor):
+                return out.numpy()
+            return [o.numpy() for o in out]
+        finally:
+            self._give_back(vm)
 
 
 class ORTRunner:
+    """model.sparse.onnx (or model.dense.onnx) of an ONNX export in one onnxruntime session.
+
+    Thread-safe: InferenceSession.run may be called concurrently, so all callers share the session
+    (each call runs on its caller's thread plus the session's intra-op pool)."""
+
     def __init__(self, folder: Path, manifest: dict[str, Any], threads: int, dense: bool) -> None:
         try:
             from .ort import ort_session
@@ -164,11 +226,14 @@ class ORTRunner:
         return outs[0] if len(outs) == 1 else outs
 
 
-def load(folder: str | Path, threads: int | None = None, dense: bool = False) -> TVMRunner | ORTRunner:
+def load(folder: str | Path, threads: int | None = None, dense: bool = False,
+         max_vms: int | None = None) -> TVMRunner | ORTRunner:
     """A runner for an exported folder: `.run(x)` returns the output array (or a list of them).
 
     threads: threads for the runtime's pool and our kernels (default: every core this process
     may use). dense: for ONNX artifacts, run model.dense.onnx instead of model.sparse.onnx.
+    `.run` is safe to call from many threads at once (see the module docstring); max_vms bounds
+    a TVM runner's pool of VMs (default: one per concurrent caller).
     """
     folder = Path(folder)
     path = folder / MANIFEST
@@ -183,5 +248,5 @@ def load(folder: str | Path, threads: int | None = None, dense: bool = False) ->
     if target == "onnx":
         return ORTRunner(folder, manifest, n, dense)
     if isinstance(target, dict) and target.get("backend") == "tvm":
-        return TVMRunner(folder, manifest, n)
+        return TVMRunner(folder, manifest, n, max_vms=max_vms)
     raise DeployError(f"{path}: unknown artifact target {target!r}")

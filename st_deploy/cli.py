@@ -179,10 +179,19 @@ def compact_cmd(ticket: Path, out: Path, threshold: float, force: bool, as_json:
 @click.option("--arch", default=None, help="CUDA architecture for --target cuda (default sm_80).")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.option("--triton-repo", type=click.Path(path_type=Path), default=None,
+              help="--target onnx: also write a Triton model repository here (REPO/NAME/config.pbtxt, 1/model.onnx, "
+                   "our custom-op library).")
+@click.option("--triton-instances", default=1, show_default=True, help="Instance count in the Triton config.")
+@click.option("--triton-op-library", default=None, metavar="PATH",
+              help="Path of the custom-op library where Triton runs (default: its copy in the repository, as written).")
 @ticket_options
 def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | None, fmt: str, tolerance: float,
-               arch: str | None, force: bool, as_json: bool, load_kwargs: dict) -> None:
+               arch: str | None, force: bool, as_json: bool, triton_repo: Path | None, triton_instances: int,
+               triton_op_library: str | None, load_kwargs: dict) -> None:
     """Compact TICKET and export it for TARGET into an artifact folder with a manifest."""
+    if triton_repo is not None and target != "onnx":
+        raise DeployError("--triton-repo needs --target onnx (Triton's onnxruntime backend)")
     from .api import export, load_ticket
     t = load_ticket(ticket, **load_kwargs)
     if out is None:
@@ -195,11 +204,18 @@ def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | N
     folder = export(t, target=target, out=out, input_shape=parse_shape(input_shape), format=fmt,
                     tolerance=tolerance, force=force)
     manifest = json.loads((folder / "manifest.json").read_text())
+    triton = None
+    if triton_repo is not None:
+        from .serve.triton import write_triton_repo
+        triton = write_triton_repo(folder, triton_repo, name=t.name or None, instances=triton_instances,
+                                   op_library=triton_op_library, force=force)
     if as_json:
-        emit_json(manifest)
+        emit_json({**manifest, "triton_model": str(triton)} if triton else manifest)
         return
     from .report import print_manifest
     print_manifest(manifest, folder)
+    if triton:
+        click.echo(f"wrote Triton model {triton} (config.pbtxt, 1/model.onnx)")
 
 
 @cli.command("tune")
@@ -352,3 +368,34 @@ def rpc_server(host: str, port: int, tracker: str | None, key: str) -> None:
     """Board side: run TVM's RPC server (python -m tvm.exec.rpc_server) for remote benchmarks."""
     from .bench.rpc import run_server
     sys.exit(run_server(host, port, tracker, key))
+
+
+@cli.command("serve")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--name", default=None, help="Model name in the URLs (default: the ticket's name).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on; 0 picks a free one.")
+@click.option("--runtime", default=None, help="ort-sparse (ONNX default), ort-dense, or tvm (TVM artifacts).")
+@click.option("--threads", default=1, show_default=True, help="Runtime threads of each instance.")
+@click.option("--instances", default=1, show_default=True, help="Inferences run at once (one queue).")
+@click.option("--max-batch", type=int, default=None,
+              help="Largest merged batch where the artifact's batch is dynamic (ONNX; default 8, 1: off).")
+@click.option("--max-delay-ms", default=0.0, show_default=True,
+              help="How long an instance waits for more requests to merge (0: only those already queued).")
+@click.option("--max-body-bytes", default=64 << 20, show_default=True,
+              help="Larger request bodies are refused (400) before they are read.")
+@click.option("--max-queue", default=256, show_default=True, help="Requests waiting beyond this get 503.")
+@click.option("--verbose", is_flag=True, help="Log every HTTP request on stderr.")
+def serve_cmd(artifact: Path, name: str | None, host: str, port: int, runtime: str | None, threads: int,
+              instances: int, max_batch: int | None, max_delay_ms: float, max_body_bytes: int, max_queue: int,
+              verbose: bool) -> None:
+    """Serve an artifact folder over HTTP with the Open Inference Protocol v2 (KServe v2 / Triton
+    HTTP; tritonclient.http works with its defaults) until Ctrl-C or SIGTERM."""
+    from .serve import serve
+    server = serve(artifact, name=name, host=host, port=port, runtime=runtime, threads=threads,
+                   instances=instances, max_batch=max_batch, max_delay_ms=max_delay_ms,
+                   max_body_bytes=max_body_bytes, max_queue=max_queue, verbose=verbose)
+    model = next(iter(server.models.values()))
+    click.echo(f"serving {model.name!r} ({model.runtime}, {instances} instance(s), max batch {model.max_batch}) "
+               f"at {server.url}/v2/models/{model.name}; metrics at {server.url}/metrics")
+    server.wait()

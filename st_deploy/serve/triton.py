@@ -60,10 +60,11 @@ def write_triton_repo(artifact: str | Path, repo: str | Path, name: str | None =
                       max_delay_us: int = 0, op_library: str | None = None, force: bool = False) -> Path:
     """Write REPO/NAME for the ONNX artifact folder `artifact` (see the module docstring); returns REPO/NAME.
 
-    dense: serve model.dense.onnx (no custom ops) instead of model.sparse.onnx.
+    dense: serve model.dense.onnx (no custom ops) instead of model.sparse.onnx. The library is
+    copied and named only where the model uses st.sparse ops.
     """
     from ..loaders.atomic import atomic_dir
-    from ..ort import LIBRARY_NAME, ort_library_path
+    from ..ort import LIBRARY_NAME, _uses_sparse_ops, ort_library_path
     artifact, repo = Path(artifact), Path(repo)
     manifest = read_manifest(artifact)
     if artifact_kind(manifest) != "onnx":
@@ -78,13 +79,14 @@ def write_triton_repo(artifact: str | Path, repo: str | Path, name: str | None =
     if not model_file.is_file():
         raise DeployError(f"{artifact}: {model_file.name} is missing")
     lib = None
-    if not dense:
+    sparse = _uses_sparse_ops(model_file)  # a --format dense export's sparse model may hold no st.sparse op
+    if sparse:
         lib = ort_library_path()
         if not lib.is_file():
             raise DeployError(f"the st.sparse custom-op library {lib} is missing; build the package, or write a "
                               f"dense Triton repository")
     final = repo / name
-    config = triton_config(manifest, name, sparse=not dense, instances=instances, max_batch=max_batch,
+    config = triton_config(manifest, name, sparse=sparse, instances=instances, max_batch=max_batch,
                            threads=threads, max_delay_us=max_delay_us,
                            op_library=op_library or str((final / LIBRARY_NAME).resolve()))
     with atomic_dir(final, force=force) as tmp:

@@ -5,22 +5,24 @@
     server.stop()
 
 model.py: an artifact behind a queue, N instances, dynamic batching. protocol.py: v2 request and
-response bodies (JSON and binary tensor data). server.py: the HTTP routes on http.server.
-metrics.py: Prometheus text. triton.py: a Triton model repository for an ONNX artifact.
+response bodies (JSON and binary tensor data). app.py: the protocol's routes, apart from any
+transport. server.py: those routes on http.server. ray_app.py: the same routes as a Ray Serve
+deployment. metrics.py: Prometheus text. triton.py: a Triton model repository for an ONNX artifact.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from .app import DEFAULT_MAX_BODY, InferenceApp
 from .metrics import Metrics
 from .model import RUNTIMES, ServedModel
 from .protocol import ProtocolError, TensorSpec
-from .server import DEFAULT_MAX_BODY, InferenceServer
+from .server import InferenceServer
 from .triton import write_triton_repo
 
-__all__ = ["serve", "ServedModel", "InferenceServer", "Metrics", "ProtocolError", "TensorSpec", "RUNTIMES",
-           "DEFAULT_MAX_BODY", "write_triton_repo"]
+__all__ = ["serve", "ServedModel", "InferenceServer", "InferenceApp", "Metrics", "ProtocolError", "TensorSpec",
+           "RUNTIMES", "DEFAULT_MAX_BODY", "write_triton_repo"]
 
 
 def serve(artifact: str | Path, name: str | None = None, host: str = "127.0.0.1", port: int = 8000,

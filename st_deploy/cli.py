@@ -386,16 +386,27 @@ def rpc_server(host: str, port: int, tracker: str | None, key: str) -> None:
               help="Larger request bodies are refused (400) before they are read.")
 @click.option("--max-queue", default=256, show_default=True, help="Requests waiting beyond this get 503.")
 @click.option("--verbose", is_flag=True, help="Log every HTTP request on stderr.")
+@click.option("--ray", "use_ray", is_flag=True, help="Run the same app as a Ray Serve deployment (ray[serve]).")
+@click.option("--ray-address", default=None, metavar="ADDR", help="Join this Ray cluster (default: start a local Ray).")
+@click.option("--replicas", default=1, show_default=True, help="Ray Serve replicas (with --ray).")
 def serve_cmd(artifact: Path, name: str | None, host: str, port: int, runtime: str | None, threads: int,
               instances: int, max_batch: int | None, max_delay_ms: float, max_body_bytes: int, max_queue: int,
-              verbose: bool) -> None:
+              verbose: bool, use_ray: bool, ray_address: str | None, replicas: int) -> None:
     """Serve an artifact folder over HTTP with the Open Inference Protocol v2 (KServe v2 / Triton
     HTTP; tritonclient.http works with its defaults) until Ctrl-C or SIGTERM."""
-    from .serve import serve
-    server = serve(artifact, name=name, host=host, port=port, runtime=runtime, threads=threads,
-                   instances=instances, max_batch=max_batch, max_delay_ms=max_delay_ms,
-                   max_body_bytes=max_body_bytes, max_queue=max_queue, verbose=verbose)
-    model = next(iter(server.models.values()))
-    click.echo(f"serving {model.name!r} ({model.runtime}, {instances} instance(s), max batch {model.max_batch}) "
-               f"at {server.url}/v2/models/{model.name}; metrics at {server.url}/metrics")
+    options = dict(name=name, host=host, port=port, runtime=runtime, threads=threads, instances=instances,
+                   max_batch=max_batch, max_delay_ms=max_delay_ms, max_body_bytes=max_body_bytes, max_queue=max_queue)
+    if not use_ray and (ray_address or replicas != 1):
+        raise DeployError("--ray-address and --replicas need --ray")
+    if use_ray:
+        from .serve.ray_app import RayServer
+        server = RayServer(artifact, replicas=replicas, ray_address=ray_address, **options)
+        click.echo(f"serving {server.name!r} on Ray Serve ({replicas} replica(s)) at {server.url}/v2/models/"
+                   f"{server.name}")
+    else:
+        from .serve import serve
+        server = serve(artifact, verbose=verbose, **options)
+        model = next(iter(server.models.values()))
+        click.echo(f"serving {model.name!r} ({model.runtime}, {instances} instance(s), max batch {model.max_batch}) "
+                   f"at {server.url}/v2/models/{model.name}; metrics at {server.url}/metrics")
     server.wait()

@@ -83,9 +83,13 @@ def inspect_ticket(ticket: Ticket, threshold: float = 0.0,
         "gflop_after_compaction_estimate": compact_flops / 1e9,
         "unselected_channels": sum(int(d.sum()) for r, d in selection.values() if r == "depthwise"),
     }
+    # Where a loader guessed the task or the input shape, it recorded from what (None: stated by the user
+    # or recorded in a packed ticket).
+    shape_from = "given" if input_shape else ticket.config.get("input_shape_from")
     return {
         "ticket": ticket.name, "family": ticket.family, "task": ticket.task,
-        "variant": ticket.config.get("variant"), "input_shape": list(shape), "threshold": threshold,
+        "task_from": ticket.config.get("task_from"), "variant": ticket.config.get("variant"),
+        "input_shape": list(shape), "input_shape_from": shape_from, "threshold": threshold,
         "flop_convention": "2 FLOPs per multiply-add; conv and linear layers only",
         "layers": layers, "totals": totals,
     }

@@ -54,6 +54,10 @@ def print_inspect(report: dict[str, Any]) -> None:
         f"unselected hidden channels (|gamma| <= {report['threshold']:g}): {t['unselected_channels']}",
         f"({report['flop_convention']})",
     ]
+    if report.get("task_from"):
+        footer.append(f"task {report['task']}: from {report['task_from']}")
+    if report.get("input_shape_from") and report["input_shape_from"] != "given":
+        footer.append(f"input shape: {report['input_shape_from']}; --input-shape N,C,H,W for another")
     title = f"{report['ticket']} ({report['family']}{', ' + report['variant'] if report.get('variant') else ''}, {report['task']})"
     print_table(title, ["layer", "op", "shape", "sparsity", "unselected", "FLOPs", "nonzero FLOPs"], rows, footer)
 

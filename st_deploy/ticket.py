@@ -14,6 +14,17 @@ DEFAULT_INPUT_SHAPES = {
     "keypoints": (1, 3, 256, 192),
 }
 
+# The usual input of each dataset the SuperTickets paper trains on (N, C, H, W): ImageNet crops,
+# Cityscapes and ADE20K as HR-NAS evaluates them, COCO person crops for pose.
+DATASET_INPUT_SHAPES = {
+    "ImageNet": (1, 3, 224, 224),
+    "Cityscapes": (1, 3, 512, 1024),
+    "ADE20K": (1, 3, 512, 512),
+    "COCO keypoints": (1, 3, 256, 192),
+}
+# A segmentation head's class count names its dataset; nothing else in a checkpoint does.
+SEGMENTATION_DATASETS = {19: "Cityscapes", 150: "ADE20K"}
+
 
 @dataclass(frozen=True)
 class Ticket:

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import DeployError
 from ..models.supertickets import ACTIVATIONS, HighResolutionNet, supernet_arch
-from ..ticket import DEFAULT_INPUT_SHAPES, Ticket
+from ..ticket import DATASET_INPUT_SHAPES, SEGMENTATION_DATASETS, Ticket
 from .checks import as_state_dict, load_checked, read_tensors_only, sha256_of
 
 SIBLING_SUFFIXES = (".state_dict", ".yml", ".json", ".checkpoint.json", ".pt", ".io.pt")
@@ -46,8 +46,8 @@ def _is_int_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
 
 
-def parse_kwparams(yml: Path) -> dict[str, Any]:
-    """model_kwparams from X.yml: a Python repr, parsed without evaluating code."""
+def read_kwparams(yml: Path) -> dict[str, Any]:
+    """model_kwparams from X.yml as written: a Python repr, parsed without evaluating code."""
     if not yml.is_file():
         raise DeployError(f"{yml}: missing (a SuperTickets checkpoint needs X.yml, the model_kwparams "
                           f"repr, next to X.state_dict)")
@@ -61,12 +61,56 @@ def parse_kwparams(yml: Path) -> dict[str, Any]:
         raise DeployError(f"{yml}: not a Python dict literal ({type(e).__name__})") from None
     if not isinstance(params, dict):
         raise DeployError(f"{yml}: expected a dict of model_kwparams, found {type(params).__name__}")
-    params = {**DEFAULTS, **params}
+    return params
+
+
+def with_defaults(raw: dict[str, Any], where: Path) -> dict[str, Any]:
+    """SuperTickets' defaults filled in, then checked."""
+    params = {**DEFAULTS, **raw}
     for key in ("head_channels",):
         if params.get(key) == "None":  # SuperTickets writes None as a string in some configs
             params[key] = None
-    validate_kwparams(params, yml)
+    validate_kwparams(params, where)
     return params
+
+
+def parse_kwparams(yml: Path) -> dict[str, Any]:
+    """model_kwparams from X.yml with SuperTickets' defaults, checked."""
+    return with_defaults(read_kwparams(yml), yml)
+
+
+def task_and_shape(raw: dict[str, Any], params: dict[str, Any],
+                   where: Path) -> tuple[str, tuple[int, ...], dict[str, str]]:
+    """(task, default input shape, {"task_from": ..., "input_shape_from": ...}).
+
+    SuperTickets' model kwargs know only 'classification' and 'segmentation': its keypoint (COCO
+    pose) configs build the segmentation net and set initial_for_heatmap, the head emitting one
+    heatmap per joint. Nothing in a checkpoint names the dataset either; a segmentation head's
+    class count does (SEGMENTATION_DATASETS).
+    """
+    n = params["num_classes"]
+    if params["task"] == "segmentation" and params.get("initial_for_heatmap") is True:
+        task = "keypoints"
+        task_from = (f"{where.name}: task 'segmentation' with initial_for_heatmap True, as SuperTickets' "
+                     f"keypoint configs say ({n} heatmap channels)")
+    elif "task" in raw:
+        task, task_from = params["task"], f"{where.name}: task {params['task']!r}"
+    else:
+        task, task_from = params["task"], f"{where.name} names no task; SuperTickets' default is 'classification'"
+
+    if task == "classification":
+        dataset, why = "ImageNet", "the classification default"
+    elif task == "keypoints":
+        dataset, why = "COCO keypoints", "the keypoints default"
+    elif n in SEGMENTATION_DATASETS:
+        dataset, why = SEGMENTATION_DATASETS[n], f"{where.name}: num_classes {n}"
+    else:
+        dataset = "Cityscapes"
+        known = " or ".join(f"{v} {k}" for k, v in SEGMENTATION_DATASETS.items())
+        why = f"num_classes {n} names no dataset known here, {known}; the segmentation default"
+    shape = DATASET_INPUT_SHAPES[dataset]
+    shape_from = f"the usual {dataset} input {shape[2]}x{shape[3]} ({why})"
+    return task, shape, {"task_from": task_from, "input_shape_from": shape_from}
 
 
 def validate_kwparams(p: dict[str, Any], where: Path) -> None:
@@ -77,6 +121,8 @@ def validate_kwparams(p: dict[str, Any], where: Path) -> None:
         raise DeployError(f"{where}: active_fn {p['active_fn']!r} is not one of {sorted(ACTIVATIONS)}")
     if p["task"] not in ("classification", "segmentation"):
         raise bad("task", "'classification' or 'segmentation'")
+    if not isinstance(p.get("initial_for_heatmap", False), bool):
+        raise bad("initial_for_heatmap", "True or False")
     for key in ("num_classes", "last_channel", "input_stride"):
         if not isinstance(p[key], int) or isinstance(p[key], bool) or not 0 < p[key] <= 1 << 16:
             raise bad(key, "a positive int")
@@ -191,7 +237,9 @@ def load_supertickets(path: Path) -> Ticket:
             f"(repr of model_kwparams) next to it")
     if not sd_path.is_file():
         raise DeployError(f"{sd_path}: missing (a SuperTickets checkpoint is X.state_dict + X.yml)")
-    params = parse_kwparams(yml_path)
+    raw = read_kwparams(yml_path)
+    params = with_defaults(raw, yml_path)
+    task, shape, provenance = task_and_shape(raw, params, yml_path)
     sd = as_state_dict(read_tensors_only(sd_path), sd_path)
     model = build_supertickets(params, None, sd, sd_path)
     table = block_table(model)
@@ -212,10 +260,11 @@ def load_supertickets(path: Path) -> Ticket:
     mods = dict(model.named_modules())
     is_supernet = all(
         table[p] == list(supernet(p, mods[p].inp, mods[p].oup)) for p in table)
+    # task_from / input_shape_from travel in the config, so a packed ticket still says what they were read from
     config = {"model_kwparams": params, "blocks": table,
-              "variant": "supernet" if is_supernet else "searched"}
+              "variant": "supernet" if is_supernet else "searched", **provenance}
     return Ticket(
-        module=model, family="supertickets", config=config, task=params["task"],
-        default_input_shape=DEFAULT_INPUT_SHAPES[params["task"]], source=str(sd_path),
+        module=model, family="supertickets", config=config, task=task,
+        default_input_shape=shape, source=str(sd_path),
         sha256=sha256_of(sd_path), name=base.name,
     )

@@ -241,8 +241,10 @@ def _int_list(value: str, flag: str) -> list[int]:
 
 @cli.command("bench")
 @click.argument("ticket", type=click.Path(path_type=Path))
-@click.option("--runtime", "runtimes", default="torch,ort-dense,ort-sparse", show_default=True,
-              help="Comma-separated: torch, torch-compact, ort-dense, ort-sparse, tvm-dense, tvm-sparse, or all.")
+@click.option("--runtime", "runtimes", default=None,
+              help="Comma-separated: torch, torch-compact, ort-dense, ort-sparse, tvm-dense, tvm-sparse, or all. "
+                   "Default: torch,ort-dense,ort-sparse for a ticket; for an artifact folder, what it serves "
+                   "(ONNX: ort-dense,ort-sparse; TVM: tvm-sparse, or tvm-dense if exported --format dense).")
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--warmup", default=10, show_default=True)
@@ -268,7 +270,7 @@ def _int_list(value: str, flag: str) -> list[int]:
 @click.option("--tracker", default=None, metavar="HOST:PORT", help="Reach the board through a TVM RPC tracker.")
 @click.option("--key", default=None, help="Device key of the board at the tracker.")
 @ticket_options
-def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: int, repeat: int,
+def bench_cmd(ticket: Path, runtimes: str | None, threads: str, batches: str, warmup: int, repeat: int,
               min_time: float, baseline: str, input_shape: str | None, target: str, json_out: Path | None,
               csv_out: Path | None, plot_out: Path | None, per_layer: bool, memory: bool, device: str, rpc: str | None,
               tracker: str | None, key: str | None, load_kwargs: dict) -> None:
@@ -277,13 +279,15 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
     With --rpc or --tracker/--key the TVM artifact (exported for --target, or the folder given)
     runs on the remote board instead.
     """
-    from .bench import RUNTIMES, BenchSource, bench, print_results, write_csv, write_json, write_plot
+    from .bench import BenchSource, bench, print_results, write_csv, write_json, write_plot
+    from .bench.runtimes import choose_runtimes
     from .loaders import load_ticket
-    names = list(RUNTIMES) if runtimes == "all" else [r.strip() for r in runtimes.split(",") if r.strip()]
     if ticket.is_dir():
         source = BenchSource(ticket=None, artifact=ticket, target=target)
     else:
         source = BenchSource(ticket=load_ticket(ticket, **load_kwargs), target=target)
+    asked = runtimes if runtimes in (None, "all") else [r.strip() for r in runtimes.split(",") if r.strip()]
+    names, chosen = choose_runtimes(source, asked, device)
     if rpc or tracker:
         from .bench.machine import machine_info
         from .bench.core import artifact_input_shape
@@ -298,8 +302,10 @@ def bench_cmd(ticket: Path, runtimes: str, threads: str, batches: str, warmup: i
                   "machine": {**machine_info(), "remote": rpc or f"{tracker} key={key}"},
                   "input_shape": parse_shape(input_shape) or artifact_input_shape(folder), "baseline": "-"}
     else:
+        if chosen:
+            click.echo(chosen)
         with _progress() as update:
-            result = bench(source, names, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
+            result = bench(source, asked, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
                            warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
                            input_shape=parse_shape(input_shape), progress=update, device=device,
                            memory=memory)

@@ -13,7 +13,7 @@ import torch
 from ..errors import DeployError
 from ..ticket import Ticket
 from .machine import machine_info
-from .runtimes import RUNTIMES, BenchSource, prepare, to_numpy
+from .runtimes import RUNTIMES, BenchSource, choose_runtimes, prepare, to_numpy
 from .stats import speedup, summarize
 
 
@@ -66,12 +66,16 @@ def _fidelity(out: Any, ref: np.ndarray | None) -> tuple[float, float] | None:
     return err, err / max(float(np.abs(ref).max()), 1e-30)
 
 
-def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort-dense", "ort-sparse"),
+def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = None,
           threads: Sequence[int] = (1,), batches: Sequence[int] = (1,), warmup: int = 10,
           repeat: int = 100, min_time: float = 0.0, baseline: str = "ort-dense",
           input_shape: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None,
           device: str = "cpu", memory: bool = True, memory_iters: int = 5) -> dict[str, Any]:
     """Time each (runtime, threads, batch); returns {"records": [...], "machine": {...}}.
+
+    runtimes: names from RUNTIMES, "all", or None for the default (a ticket: torch, ort-dense,
+    ort-sparse; an artifact folder: what it serves); where st-deploy chose them, the result's
+    "runtimes_chosen" says which and why (see runtimes.choose_runtimes).
 
     Within one thread count all configurations run round-robin, one call each per round, so
     drift of the machine (frequency, other load) hits every runtime alike. A configuration's
@@ -85,6 +89,7 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
     peak_rss_error, where a child failed; None on --device cuda, whose memory is not host RSS).
     """
     src = source if isinstance(source, BenchSource) else BenchSource(ticket=source)
+    runtimes, chosen = choose_runtimes(src, runtimes, device)
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise DeployError(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
@@ -125,7 +130,7 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] = ("torch", "ort
         _add_memory(src, records, shape, min(warmup, 3), memory_iters)
     _add_speedups(records, baseline)
     return {"records": [r.flat() for r in records], "machine": machine_info(),
-            "input_shape": shape, "baseline": baseline, "device": device}
+            "input_shape": shape, "baseline": baseline, "device": device, "runtimes_chosen": chosen}
 
 
 def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batches: Sequence[int],

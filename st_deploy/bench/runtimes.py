@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ from ..errors import DeployError
 from ..ticket import Ticket
 
 RUNTIMES = ("torch", "torch-compact", "ort-dense", "ort-sparse", "tvm-dense", "tvm-sparse")
+TICKET_DEFAULT = ("torch", "ort-dense", "ort-sparse")
+GPU_RUNTIMES = ("ort-dense", "tvm-dense", "tvm-sparse")  # the others have no --device cuda path
 RunFn = Callable[[np.ndarray], Any]
 
 
@@ -49,8 +51,9 @@ class BenchSource:
 
     def require_ticket(self, runtime: str) -> Ticket:
         if self.ticket is None:
-            raise DeployError(f"runtime {runtime} needs the ticket; an artifact folder only serves "
-                              f"the runtime it was exported for")
+            served = ", ".join(artifact_runtimes(self.artifact)[0]) if self.artifact else "nothing"
+            raise DeployError(f"runtime {runtime} needs the ticket; the artifact folder {self.artifact} "
+                              f"serves {served}")
         return self.ticket
 
     def exported(self, target: str, fmt: str = "auto") -> Path:
@@ -70,6 +73,69 @@ class BenchSource:
                        input_shape=(1, *shape[1:]))
             self._cache[key] = out
         return self._cache[key]
+
+
+def artifact_runtimes(folder: Path) -> tuple[list[str], str]:
+    """The runtimes an exported artifact folder serves, and what kind of artifact it is (a phrase).
+
+    An ONNX folder holds both models: ort-dense and ort-sparse. A TVM folder holds one model.so:
+    tvm-dense if it was exported with --format dense, else tvm-sparse (as the benchmark's own
+    tvm-sparse export is --format auto).
+    """
+    import json
+    path = Path(folder) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise DeployError(f"{path}: missing or not valid JSON; not an st-deploy artifact folder") from None
+    target = manifest.get("target") if isinstance(manifest, dict) else None
+    if target == "onnx":
+        names = [r for r, f in (("ort-dense", "model.dense.onnx"), ("ort-sparse", "model.sparse.onnx"))
+                 if (Path(folder) / f).is_file()]
+        if not names:
+            raise DeployError(f"{folder}: an ONNX artifact without model.dense.onnx or model.sparse.onnx")
+        return names, "an ONNX artifact"
+    if isinstance(target, dict) and target.get("backend") == "tvm":
+        plan = manifest.get("plan") or {}
+        layers = plan.get("layers") or []
+        sparse = sum(1 for lp in layers if lp.get("format", "dense") != "dense")
+        mode = plan.get("mode")
+        how = f"--format {mode}" if mode else str(plan.get("source", "plan unrecorded")).split(":")[0]
+        return (["tvm-dense" if mode == "dense" else "tvm-sparse"],
+                f"a TVM artifact for {target.get('name', '?')}, {how}, {sparse} of {len(layers)} layers sparse")
+    raise DeployError(f"{path}: unknown artifact target {target!r:.60}")
+
+
+def choose_runtimes(src: "BenchSource", runtimes: Sequence[str] | str | None,
+                    device: str = "cpu") -> tuple[list[str], str | None]:
+    """The runtimes to time and, where st-deploy chose them, a line saying which and why.
+
+    None: a ticket's usual three (TICKET_DEFAULT), or every runtime an artifact folder serves
+    (on cuda, those of them with a GPU path); "all": every runtime, or again what a folder serves.
+    Runtimes named for a folder must be ones it serves: a TVM folder holds one model.so, which
+    would otherwise be timed under either name.
+    """
+    if src.artifact is None:
+        if runtimes is None:
+            return list(TICKET_DEFAULT), f"runtimes: {', '.join(TICKET_DEFAULT)} (the default; --runtime to choose)"
+        if runtimes == "all":
+            return list(RUNTIMES), f"runtimes: all, {', '.join(RUNTIMES)}"
+        return list(runtimes), None
+    folder = src.artifact
+    served, kind = artifact_runtimes(folder)
+    if runtimes is None or runtimes == "all":
+        chosen = [r for r in served if device == "cpu" or r in GPU_RUNTIMES]
+        dropped = [r for r in served if r not in chosen]
+        note = f"; {', '.join(dropped)} has no GPU path" if dropped else ""
+        if not chosen:
+            raise DeployError(f"{folder}: {kind}, serves only {', '.join(served)}{note}")
+        return chosen, (f"runtimes: {', '.join(chosen)}, what {folder} serves ({kind}{note}); "
+                        f"--runtime to choose")
+    for r in runtimes:
+        if r in RUNTIMES and r not in served:
+            need = "the ticket" if r.startswith("torch") else "an artifact exported for it, or the ticket"
+            raise DeployError(f"runtime {r}: {folder} is {kind} and serves {', '.join(served)}; {r} needs {need}")
+    return list(runtimes), None
 
 
 @lru_cache(maxsize=1)
@@ -124,7 +190,7 @@ def prepare(runtime: str, source: BenchSource, threads: int, device: str = "cpu"
     device "cuda": ort-dense through ORT's CUDA provider, tvm-* through a TVM cuda artifact;
     the other runtimes have no GPU path and say so.
     """
-    if device == "cuda" and runtime not in ("ort-dense", "tvm-dense", "tvm-sparse"):
+    if device == "cuda" and runtime not in GPU_RUNTIMES:
         raise DeployError(f"runtime {runtime} has no GPU path (--device cuda serves ort-dense, tvm-dense, "
                           f"tvm-sparse)")
     if runtime == "torch":

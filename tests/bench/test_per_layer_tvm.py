@@ -71,3 +71,20 @@ def test_a_cpu_artifact_is_not_benchmarked_as_gpu(artifact):
     with pytest.raises(DeployError, match="CPU artifact, but --device cuda"):
         bench(BenchSource(ticket=None, artifact=artifact, target="llvm"), ["tvm-sparse"], device="cuda",
               repeat=1, memory=False)
+
+
+def test_bench_of_a_tvm_folder_times_its_own_runtime(artifact, tmp_path):
+    """Issue #23: no --runtime for a folder means what it serves, and the command says so."""
+    def bench_cmd(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "st_deploy", "bench", str(artifact), "--repeat", "2",
+                               "--warmup", "0", "--no-memory", *extra], capture_output=True, text=True,
+                              timeout=600, env={**os.environ, "ST_DEPLOY_CACHE": str(tmp_path)})
+    r = bench_cmd("--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    chosen = r.stdout.splitlines()[0]
+    assert chosen.startswith(f"runtimes: tvm-sparse, what {artifact} serves (a TVM artifact for llvm, --format auto,")
+    assert [x["runtime"] for x in json.loads((tmp_path / "r.json").read_text())["records"]] == ["tvm-sparse"]
+    # one model.so: it is not timed a second time under the other name
+    r = bench_cmd("--runtime", "tvm-dense")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "serves tvm-sparse; tvm-dense needs an artifact exported for it, or the ticket" in r.stderr

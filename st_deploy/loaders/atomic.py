@@ -69,31 +69,58 @@ def _remove_abandoned(path: Path) -> None:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def _check_parent(path: Path) -> None:
+def _make_parent(path: Path) -> list[Path]:
+    """Create the missing folders above `path`, as mkdir -p does; return those created, innermost first."""
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise DeployError(f"{path}: folder {parent} does not exist")
+    missing = []
+    p = parent
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:  # a file where a folder should be, no permission, ...
+        raise DeployError(f"{path}: cannot create folder {parent} ({e.strerror or e})") from None
+    if not parent.is_dir():
+        raise DeployError(f"{path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK):
         raise DeployError(f"{path}: folder {parent} is not writable")
+    return missing
+
+
+@contextlib.contextmanager
+def _parent_folder(path: Path) -> Iterator[None]:
+    """Missing folders above `path` made as by mkdir -p; if the write inside fails, those made here
+    are removed again (while still empty: os.rmdir), so a failed write leaves nothing behind."""
+    made = _make_parent(path)
+    try:
+        yield
+    except BaseException:
+        for d in made:
+            try:
+                os.rmdir(d)
+            except OSError:  # another writer's file landed in it meanwhile
+                break
+        raise
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary file path; on success it replaces `path` in one rename."""
-    _check_parent(path)
-    _remove_abandoned(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.st-{os.getpid()}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp makes the file private (0600); a written ticket or result is meant to be shared
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise DeployError(f"{path}: could not write ({e.strerror or e})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with _parent_folder(path):
+        _remove_abandoned(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.st-{os.getpid()}.", suffix=".tmp", dir=path.parent or ".")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            # mkstemp makes the file private (0600); a written ticket or result is meant to be shared
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as e:
+            raise DeployError(f"{path}: could not write ({e.strerror or e})") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -103,24 +130,24 @@ def atomic_dir(path: Path, force: bool = False) -> Iterator[Path]:
         raise DeployError(f"{path}: exists (pass --force to overwrite)")
     if path.exists() and not path.is_dir():
         raise DeployError(f"{path}: exists and is not a folder")
-    _check_parent(path)
-    _remove_abandoned(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.st-{os.getpid()}.", suffix=".tmp", dir=path.parent or "."))
-    try:
-        yield tmp
-        if not path.exists():
-            os.replace(tmp, path)
-        elif _exchange(tmp, path):
-            # path is the new folder now and tmp holds the old one, removed below: at no moment
-            # is there nothing under the requested name
-            pass
-        else:  # no atomic exchange here: a short window in which path is absent
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
-        raise DeployError(f"{path}: could not write ({e.strerror or e})") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with _parent_folder(path):
+        _remove_abandoned(path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.st-{os.getpid()}.", suffix=".tmp", dir=path.parent or "."))
+        try:
+            yield tmp
+            if not path.exists():
+                os.replace(tmp, path)
+            elif _exchange(tmp, path):
+                # path is the new folder now and tmp holds the old one, removed below: at no moment
+                # is there nothing under the requested name
+                pass
+            else:  # no atomic exchange here: a short window in which path is absent
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            raise DeployError(f"{path}: could not write ({e.strerror or e})") from None
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)

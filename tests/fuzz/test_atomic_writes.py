@@ -76,10 +76,14 @@ def test_read_only_folder(tmp_path):
             pass
 
 
-def test_read_only_folder_as_root(tmp_path):
-    """Root bypasses permission bits; a missing parent folder is still a clear error."""
-    with pytest.raises(DeployError, match="does not exist"):
-        with atomic_dir(tmp_path / "missing" / "out"):
+def test_missing_parent_folders_are_made(tmp_path):
+    """Missing parents are made as by mkdir -p (issue #23); a file in their way is a clear error."""
+    with atomic_dir(tmp_path / "missing" / "deep" / "out") as tmp:
+        (tmp / "f").write_text("x")
+    assert (tmp_path / "missing" / "deep" / "out" / "f").read_text() == "x"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DeployError, match="cannot create folder"):
+        with atomic_dir(tmp_path / "file" / "sub" / "out"):
             pass
 
 

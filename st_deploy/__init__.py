@@ -1,6 +1,6 @@
 """st-deploy: turn pruned networks ("tickets") into real sparse inference."""
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 from .errors import DeployError, FidelityError  # noqa: E402
 from .ticket import Ticket  # noqa: E402

@@ -6,7 +6,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import ops
+from .ops import (act_code, aligned_empty, conv2d_bsr4x1, conv2d_csr, conv_out_hw, dwconv2d, dwconv2d_csr, linear_csr, linear_dense, validate_sparse)
 from ._lib import KernelError, load
 from .formats import to_bsr4x1, to_csr, to_numpy
 
@@ -64,7 +64,7 @@ class SparseConv2d:
         """
         if fmt not in FORMATS:
             raise KernelError(f"unknown format {fmt!r}: use one of {FORMATS}")
-        ops.act_code(act)
+        act_code(act)
         w = to_numpy(weight)
         if w.ndim != 4 or w.shape[2] != w.shape[3]:
             raise KernelError(f"weight must be [cout, cin/groups, k, k] with a square kernel, got {w.shape}")
@@ -83,7 +83,7 @@ class SparseConv2d:
                                   "ONNX/TVM graph or choose fmt='csr' or 'bsr4x1'")
             w2 = w.reshape(cout, -1)
             arrays = to_csr(w2) if fmt == "csr" else to_bsr4x1(w2)
-            ops.validate_sparse(arrays[0], arrays[1], cout, w2.shape[1], 1 if fmt == "csr" else 4,
+            validate_sparse(arrays[0], arrays[1], cout, w2.shape[1], 1 if fmt == "csr" else 4,
                                 arrays[2].size)
             return cls(fmt=fmt, kind="conv", in_channels=cin_g, arrays=arrays, nnz=nnz, **common)
         if depthwise:
@@ -93,14 +93,14 @@ class SparseConv2d:
                 arrays = (np.ascontiguousarray(w),)
             else:
                 arrays = to_csr(w.reshape(cout, k * k))
-                ops.validate_sparse(arrays[0], arrays[1], cout, k * k, 1, arrays[2].size)
+                validate_sparse(arrays[0], arrays[1], cout, k * k, 1, arrays[2].size)
             return cls(fmt=fmt, kind="depthwise", in_channels=cout, arrays=arrays, nnz=nnz, **common)
         raise KernelError(f"groups={groups} with weight {w.shape}: only groups=1 and depthwise "
                           f"(groups = in = out channels) are supported")
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         n, _, h, w = x_shape
-        oh, ow = ops.conv_out_hw(h, w, self.kernel_size, self.kernel_size, self.stride, self.padding)
+        oh, ow = conv_out_hw(h, w, self.kernel_size, self.kernel_size, self.stride, self.padding)
         return (n, self.out_channels, oh, ow)
 
     def _bind(self) -> tuple[Any, tuple[Any, ...], tuple[int, ...]]:
@@ -113,7 +113,7 @@ class SparseConv2d:
         """
         import tvm_ffi
 
-        act = ops.act_code(self.act)
+        act = act_code(self.act)
         k, s, p = self.kernel_size, self.stride, self.padding
         if self.kind == "depthwise" and self.fmt == "dense":
             name, ints = "dwconv2d", (s, p, act)
@@ -134,7 +134,7 @@ class SparseConv2d:
             k = self.kernel_size
             block = 1 if self.fmt == "csr" else 4
             plan = load().conv2d_plan(*self.arrays, block, self.in_channels, h, w, self.out_channels,
-                                      k, k, self.stride, self.padding, ops.act_code(self.act))
+                                      k, k, self.stride, self.padding, act_code(self.act))
             self._plans[(h, w)] = plan
         return plan
 
@@ -146,7 +146,7 @@ class SparseConv2d:
             shape = self._out_shapes.get(x.shape)
             if shape is None:
                 shape = self._out_shapes[x.shape] = self.output_shape(x.shape)
-            out = ops.aligned_empty(shape)
+            out = aligned_empty(shape)
         try:
             if self.kind == "conv":
                 fn(self._plan(x.shape[2], x.shape[3]), x, consts[-1], residual, out)
@@ -165,10 +165,10 @@ class SparseConv2d:
         kw = dict(stride=self.stride, padding=self.padding, act=self.act, out=out)
         if self.kind == "depthwise":
             if self.fmt == "dense":
-                return ops.dwconv2d(x, self.arrays[0], self.bias, residual, **kw)
-            return ops.dwconv2d_csr(x, *self.arrays, self.bias, residual,
+                return dwconv2d(x, self.arrays[0], self.bias, residual, **kw)
+            return dwconv2d_csr(x, *self.arrays, self.bias, residual,
                                     kernel_size=self.kernel_size, **kw)
-        fn = ops.conv2d_csr if self.fmt == "csr" else ops.conv2d_bsr4x1
+        fn = conv2d_csr if self.fmt == "csr" else conv2d_bsr4x1
         return fn(x, *self.arrays, self.bias, residual, out_channels=self.out_channels,
                   kernel_size=self.kernel_size, **kw)
 
@@ -195,7 +195,7 @@ class SparseLinear:
 
     @classmethod
     def from_dense(cls, weight: Any, bias: Any = None, act: str = "none", fmt: str = "csr") -> "SparseLinear":
-        ops.act_code(act)
+        act_code(act)
         if fmt not in ("csr", "dense"):
             raise KernelError(f"linear format {fmt!r}: use 'csr' or 'dense'")
         w = to_numpy(weight)
@@ -207,11 +207,11 @@ class SparseLinear:
         if fmt == "dense":
             return cls((np.ascontiguousarray(w, dtype=np.float32),), int(w.shape[1]), int(w.shape[0]), b, act, fmt)
         arrays = to_csr(w)
-        ops.validate_sparse(arrays[0], arrays[1], w.shape[0], w.shape[1], 1, arrays[2].size)
+        validate_sparse(arrays[0], arrays[1], w.shape[0], w.shape[1], 1, arrays[2].size)
         return cls(arrays, int(w.shape[1]), int(w.shape[0]), b, act)
 
     def __call__(self, x: Any, out: Any = None) -> Any:
         if self.fmt == "dense":
-            return ops.linear_dense(x, self.arrays[0], self.bias, act=self.act, out=out)
-        return ops.linear_csr(x, *self.arrays, self.bias, out_features=self.out_features,
+            return linear_dense(x, self.arrays[0], self.bias, act=self.act, out=out)
+        return linear_csr(x, *self.arrays, self.bias, out_features=self.out_features,
                               act=self.act, out=out)

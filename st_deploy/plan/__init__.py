@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DeployError
-from ..graph.ir import Graph, Node, pair
+from ..graph.ir import Graph, Node, is_layer
+from ..graph.kinds import format_of, layer_kind, planned, sparse_formats  # noqa: F401  (re-exported)
 from .cost import CostTable, default_table, load_table
 from .formats import block_fill, live_mask, sparsity_of
 from ..graph.shapes import infer_shapes
 
-__all__ = ["LayerPlan", "Plan", "plan", "tune", "layer_kind"]
+__all__ = ["LayerPlan", "Plan", "plan", "planned", "format_of", "tune", "layer_kind"]
 
 MODES = ("auto", "dense", "sparse")
 
@@ -54,6 +55,10 @@ class Plan:
                 return lp.format
         raise KeyError(name)
 
+    def formats(self) -> dict[str, str]:
+        """{layer name: format}, as st_deploy.plan.planned takes it."""
+        return {lp.name: lp.format for lp in self.layers}
+
     def predicted_total_us(self) -> float:
         return sum(lp.predicted_us.get(lp.format, 0.0) for lp in self.layers)
 
@@ -63,30 +68,11 @@ class Plan:
                 "layers": [lp.to_dict() for lp in self.layers]}
 
 
-def layer_kind(n: Node) -> str:
-    """conv1x1 | conv | dw | grouped | linear, or general: a conv whose geometry no sparse kernel
-    takes (dilation, a non-square kernel, stride or padding that differ per axis)."""
-    w = n.params["weight"]
-    if n.op == "linear":
-        return "linear"
-    if (w.shape[2] != w.shape[3] or len({*pair(n.attrs["stride"])}) != 1 or len({*pair(n.attrs["padding"])}) != 1
-            or pair(n.attrs.get("dilation", 1)) != (1, 1)):
-        return "general"
-    g = n.attrs["groups"]
-    if g == 1:
-        return "conv1x1" if w.shape[2] == 1 else "conv"
-    if w.shape[1] == 1 and g == w.shape[0]:
-        return "dw"
-    return "grouped"
-
-
-def sparse_formats(kind: str) -> tuple[str, ...]:
-    """The sparse formats st_kernels runs for a layer kind (st_kernels.h)."""
-    if kind in ("conv1x1", "conv", "linear"):
-        return ("csr", "bsr4x1")
-    if kind == "dw":
-        return ("csr",)
-    return ()
+def _priced_as(kind: str, w: Any) -> str:
+    """The cost table's kind for a layer: grouped and general convs are priced as plain convs."""
+    if kind in ("grouped", "general"):
+        return "conv1x1" if tuple(w.shape[2:]) == (1, 1) and kind == "grouped" else "conv"
+    return kind
 
 
 def _work(n: Node, fmt: str, out_pixels: int, dense_macs: float) -> float:
@@ -126,7 +112,7 @@ def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: C
         options = ("dense",) + sparse_formats(kind)
         pred: dict[str, float] = {}
         for fmt in options:
-            t = table.predict(kind if kind not in ("grouped", "general") else "conv", fmt, dense_macs, sp,
+            t = table.predict(_priced_as(kind, w), fmt, dense_macs, sp,
                               _work(n, fmt, out_pixels, dense_macs))
             if t is not None:
                 pred[fmt] = t

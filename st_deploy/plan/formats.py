@@ -76,7 +76,23 @@ def encode_dwcsr(weight: torch.Tensor, mask: torch.Tensor | None) -> SparseArray
     return SparseArrays("dwcsr", arrays.indptr, arrays.indices, arrays.values)
 
 
-def encode(fmt: str, weight: torch.Tensor, mask: torch.Tensor | None, depthwise: bool) -> SparseArrays:
+def block_diagonal(v: torch.Tensor, groups: int) -> torch.Tensor:
+    """A grouped conv's weight (or mask) [O, I/g, kh, kw] as the groups=1 weight [O, I, kh, kw] it
+    equals: zero outside each output channel's own group of input channels."""
+    o, ig = v.shape[:2]
+    full = torch.zeros(o, ig * groups, *v.shape[2:], dtype=v.dtype)
+    per = o // groups
+    for g in range(groups):
+        full[g * per:(g + 1) * per, g * ig:(g + 1) * ig] = v[g * per:(g + 1) * per]
+    return full
+
+
+def encode(fmt: str, weight: torch.Tensor, mask: torch.Tensor | None, depthwise: bool,
+           groups: int = 1) -> SparseArrays:
+    """groups > 1 (not depthwise): the block-diagonal groups=1 CSR of the grouped conv."""
+    if groups > 1 and not depthwise:
+        assert fmt == "csr", fmt  # the planner offers grouped convs dense or csr only
+        return encode_csr(block_diagonal(weight, groups), None if mask is None else block_diagonal(mask, groups))
     if depthwise:
         assert fmt == "csr", fmt  # the planner offers depthwise layers dense or csr only
         return encode_dwcsr(weight, mask)

@@ -75,11 +75,10 @@ def _overhead_model(tmp: Path) -> Path:
 def _one_layer_model(graph: Graph, shapes: dict, fmt: str) -> onnx.ModelProto:
     from ..export.onnx.dense import dense_model
     from ..export.onnx.sparse_ops import sparse_model
-    from . import LayerPlan, Plan
+    from ..graph.kinds import planned
     if fmt == "dense":
         return dense_model(graph, shapes)
-    lp = LayerPlan("layer", graph.nodes[0].op, "", (), (), (), 0.0, fmt, {}, "tune")
-    return sparse_model(graph, shapes, Plan("llvm", "tune", "tune", [lp]))
+    return sparse_model(planned(graph, {"layer": fmt}), shapes)
 
 
 def measure_spec(spec: dict[str, Any], sparsities: tuple[float, ...], tmp: Path, repeats: int) -> list[dict[str, Any]]:
@@ -90,7 +89,7 @@ def measure_spec(spec: dict[str, Any], sparsities: tuple[float, ...], tmp: Path,
     """
     from ..graph.shapes import infer_shapes
     from ..ort import ort_session
-    from . import sparse_formats
+    from ..graph.kinds import sparse_formats
     variants: list[tuple[str, float]] = [("dense", 0.0)]
     variants += [(f, s) for s in sparsities for f in sparse_formats(spec["kind"])]
     sessions, points = [], []

@@ -164,7 +164,7 @@ def _torchvision():
 FAMILIES = [  # (builder, input size, also llvm)
     ("resnet18", 64, True), ("resnext50_32x4d", 64, False), ("alexnet", 64, False), ("squeezenet1_1", 64, False),
     ("mobilenet_v3_small", 64, True), ("mnasnet0_5", 64, False), ("efficientnet_b0", 64, False),
-    ("efficientnet_v2_s", 64, False), ("regnet_y_400mf", 64, False), ("regnet_x_400mf", 64, False),
+    ("efficientnet_v2_s", 64, False), ("regnet_y_400mf", 64, False), ("regnet_x_400mf", 64, True),
     ("convnext_tiny", 64, True), ("densenet121", 64, False), ("shufflenet_v2_x0_5", 64, True),
     ("googlenet", 64, False), ("inception_v3", 80, False), ("vgg11", 32, False),
     ("segmentation.lraspp_mobilenet_v3_large", 64, True), ("segmentation.fcn_resnet50", 64, False),

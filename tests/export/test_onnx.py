@@ -63,10 +63,10 @@ def test_every_op_graph(tmp_path: Path, ort_lib: Path, fmt: str) -> None:
     if fmt == "dense":
         assert n_sparse == 0
     if fmt == "sparse":
-        # Everything a sparse kernel runs is sparse; the grouped conv says why it is not.
+        # Every layer is sparse, the grouped conv too (a block-diagonal CSR of its groups).
         grp = next(lp for lp in manifest["plan"]["layers"] if lp["name"] == "grp")
-        assert grp["format"] == "dense" and "no sparse kernel" in grp["reason"]
-        assert n_sparse == len(planned) - 1
+        assert grp["kind"] == "grouped" and grp["format"] == "csr"
+        assert n_sparse == len(planned)
         # The 3-input add of sparse branches became a chain of residual epilogues: no Add left for it.
         assert not any(n.name.startswith("sum3") and n.op_type == "Add" for n in sparse.graph.node)
 

@@ -3,7 +3,6 @@ compute the same as the torch graph, for every format and at batch > 1."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from st_deploy.graph.module import GraphModule
 from st_deploy.graph.shapes import infer_shapes
 from st_deploy.export.onnx.sparse_ops import sparse_model
 from st_deploy.ort import ort_session
-from st_deploy.plan import plan
+from tests.ort_lib import require_ort_library
+from st_deploy.plan import planned
 
 FORMATS = {"pw": "csr", "dw": "csr", "c3": "bsr4x1", "pw2": "bsr4x1", "fc": "csr"}
 
@@ -41,15 +41,11 @@ def _big_graph() -> Graph:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Graph]:
-    from st_deploy.ort import ort_library_path
-    if not ort_library_path().is_file():
-        pytest.skip("st.sparse library not built")
+    require_ort_library()
     graph = _big_graph()
     shapes = infer_shapes(graph, (1, 16, 56, 56))
-    p = plan(graph, format="sparse", shapes=shapes)
-    p = dataclasses.replace(p, layers=[dataclasses.replace(lp, format=FORMATS[lp.name]) for lp in p.layers])
     path = tmp_path_factory.mktemp("par") / "m.onnx"
-    onnx.save(sparse_model(graph, shapes, p), path)
+    onnx.save(sparse_model(planned(graph, FORMATS), shapes), path)
     return path, graph
 
 

@@ -28,7 +28,7 @@ def test_every_op_matches_and_manifest_says_how(every_op, sparse_out):
     assert m["outputs"][0]["shape"] == [1, 10]
     assert m["fidelity"]["rel"] <= REL and m["fidelity"]["measured_on"].startswith("this artifact")
     layers = {lp["name"]: lp for lp in m["plan"]["layers"]}
-    # plan=None: csr where masked and >= 50 % sparse, dense otherwise; grouped convs have no sparse kernel
+    # plan=None: csr where masked and >= 50 % sparse, dense otherwise (grp is 0 % sparse: block-diagonal dense)
     assert layers["pw1"]["format"] == "csr" and layers["pw1"]["impl"] == "conv2d_csr"
     assert layers["dw1"]["impl"] == "dwconv2d_csr"
     assert layers["grp"]["format"] == "dense" and "block-diagonal" in layers["grp"]["impl"]

@@ -21,7 +21,7 @@ from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
 from ...loaders.atomic import atomic_dir
-from ...plan import Plan, plan as make_plan
+from ...plan import Plan, plan as make_plan, planned
 from ...plan.padding import BLOCK, MAX_GROWTH, pad_channels
 from ...graph.shapes import infer_shapes
 from .dense import OPSET, dense_model
@@ -55,7 +55,7 @@ def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, 
     doc = f"st-deploy export of {(source or {}).get('name') or 'a graph'}"
     dense = dense_model(graph, shapes, doc)
     _check(dense, DENSE_FILE, full=True)
-    sparse = sparse_model(graph, shapes, the_plan, doc)
+    sparse = sparse_model(planned(graph, the_plan.formats()), shapes, doc)
     # The custom domain has no registered schema, so only the structural check applies.
     _check(sparse, SPARSE_FILE, full=False)
 
@@ -92,7 +92,7 @@ def _manifest(graph: Graph, shapes: dict, the_plan: Plan, source: dict[str, str]
               tolerance: float, input_shape: tuple[int, ...], digests: dict[str, str]) -> dict[str, Any]:
     import onnxruntime
 
-    from ... import __version__
+    from ...version import __version__
 
     def io(names: list[str]) -> list[dict[str, Any]]:
         return [{"name": n, "shape": ["N", *shapes[n][1:]], "dtype": "float32"} for n in names]

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import onnx
 
-from ...graph.ir import Graph, Node
+from ...graph.ir import Graph, Node, is_layer
+from ...graph.kinds import layer_kind
 from ...graph.residual import residual_chains
-from ...plan import Plan, layer_kind
 from ...plan.formats import encode
 from .dense import OnnxBuilder
 
@@ -29,8 +29,10 @@ DOMAIN_VERSION = 1
 
 def _sparse_node(b: OnnxBuilder, n: Node, fmt: str, out: str, residual: str | None) -> None:
     w, mask = n.params["weight"], n.params.get("mask")
-    depthwise = n.op == "conv2d" and layer_kind(n) == "dw"
-    arrays = encode(fmt, w, mask, depthwise)
+    kind = layer_kind(n)
+    depthwise = kind == "dw"
+    groups = int(n.attrs.get("groups", 1))
+    arrays = encode(fmt, w, mask, depthwise, groups)
     ins = [n.inputs[0], b.init(f"{n.name}.indptr", arrays.indptr), b.init(f"{n.name}.indices", arrays.indices),
            b.init(f"{n.name}.values", arrays.values), b.init(f"{n.name}.bias", n.params["bias"].numpy())]
     if residual is not None:
@@ -38,6 +40,8 @@ def _sparse_node(b: OnnxBuilder, n: Node, fmt: str, out: str, residual: str | No
     if n.op == "conv2d":
         k, s, p, g = w.shape[2], n.attrs["stride"], n.attrs["padding"], n.attrs["groups"]
         cin = w.shape[1] * g
+        if kind == "grouped":
+            g = 1  # encoded block-diagonal: a groups=1 conv
     else:
         k, s, p, g, cin = 1, 1, 0, 1, w.shape[1]
     b.add("SparseConv", ins, out, n.name, domain=DOMAIN, format=arrays.format, in_channels=int(cin),
@@ -45,8 +49,9 @@ def _sparse_node(b: OnnxBuilder, n: Node, fmt: str, out: str, residual: str | No
           activation=n.attrs.get("act", "none"))
 
 
-def sparse_model(graph: Graph, shapes: dict[str, tuple[int, ...]], plan: Plan, doc: str = "") -> onnx.ModelProto:
-    formats = {lp.name: lp.format for lp in plan.layers}
+def sparse_model(graph: Graph, shapes: dict[str, tuple[int, ...]], doc: str = "") -> onnx.ModelProto:
+    """graph: a planned graph (st_deploy.plan.planned): each conv/linear node's attrs["format"]."""
+    formats = {n.name: n.attrs.get("format", "dense") for n in graph.nodes if is_layer(n)}
     sparse = {name for name, fmt in formats.items() if fmt != "dense"}
     fusions = residual_chains(graph, lambda conv, add: conv in sparse)
     absorbed = {conv for convs, _ in fusions.values() for conv in convs}

@@ -22,10 +22,12 @@ from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
 from ...loaders.atomic import atomic_dir
-from ...plan import Plan, layer_kind, plan as make_plan
+from ...graph.kinds import layer_kind, sparse_formats
+from ...plan import Plan, plan as make_plan, planned
 from ...plan.formats import sparsity_of
 from ...graph.shapes import infer_shapes
 from ...ticket import Ticket
+from ..source import Source, resolve
 from ..onnx.fidelity import FIDELITY_SEED, compare, reference_outputs, seeded_input
 from .build import LIBRARY, check_library, compile_module, export as export_library
 from .relax_graph import to_relax
@@ -47,7 +49,6 @@ CUDA_SPARSE_AT = {"conv1x1": 0.5, "conv": 0.5, "dw": 0.8, "linear": 0.88}
 def default_formats(graph: Graph, sparse_at: dict[str, float] | None = None) -> dict[str, str]:
     """csr for every masked conv/linear a kernel takes with sparsity >= its kind's threshold
     (sparse_at; default DEFAULT_SPARSE_AT for every kind), else dense."""
-    from ...plan import sparse_formats
     out = {}
     for n in graph.nodes:
         if n.op in ("conv2d", "linear"):
@@ -84,7 +85,6 @@ def _formats(graph: Graph, plan: Any, shapes: dict, spec: TargetSpec) -> tuple[d
 
 
 def _check_formats(graph: Graph, formats: dict[str, str]) -> None:
-    from ...plan import sparse_formats
     for n in graph.nodes:
         f = formats.get(n.name)
         if f not in (None, "dense") and f not in sparse_formats(layer_kind(n)):
@@ -105,7 +105,7 @@ def _run_built(folder: Path, manifest: dict[str, Any], x: Any) -> list[Any]:
     return y if isinstance(y, list) else [y]
 
 
-def export_tvm(graph_or_ticket: Graph | Ticket, target: Any, out: str | Path,
+def export_tvm(graph_or_ticket: "Graph | Ticket | Source", target: Any, out: str | Path,
                input_shape: tuple[int, ...] | None = None, plan: Any = None, tolerance: float = 1e-4,
                force: bool = False) -> Path:
     """Export for TVM `target` into folder `out` (atomically); returns `out`.
@@ -113,21 +113,16 @@ def export_tvm(graph_or_ticket: Graph | Ticket, target: Any, out: str | Path,
     plan: None (default rule, see default_formats), a st_deploy.plan.Plan, a planner mode
     ("auto", "dense", "sparse") or {layer name: "dense" | "csr" | "bsr4x1"}.
     """
-    from .. import graph_of
     out = Path(out)
     if not tolerance > 0:
         raise DeployError(f"tolerance must be > 0, got {tolerance}")
     spec = resolve_target(target)
-    graph, reference, source, default_shape = graph_of(graph_or_ticket)
-    shape = tuple(input_shape) if input_shape is not None else default_shape
-    if shape is None:
-        raise DeployError("export of a bare graph needs input_shape=(N, C, H, W)")
-    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise DeployError(f"input_shape {shape}: expected four positive ints (N, C, H, W)")
+    src = resolve(graph_or_ticket, input_shape)
+    graph, reference, source, shape = src.graph, src.reference, src.provenance, src.input_shape
     shapes = infer_shapes(graph, shape)
     formats, plan_entry = _formats(graph, plan, shapes, spec)
     _check_formats(graph, formats)
-    lowered = to_relax(graph, shapes, formats, kernels=spec.kernels, prefix=spec.kernel_prefix)
+    lowered = to_relax(planned(graph, formats), shapes, kernels=spec.kernels, prefix=spec.kernel_prefix)
     x = seeded_input(shape)
     ref = reference_outputs(reference, x)
 
@@ -159,7 +154,7 @@ def _host_proxy(graph: Graph, shapes: dict, formats: dict[str, str], kernels: bo
     """Outputs of a host build of the same lowering (kernels or Relax ops alike): the check a
     cross-compiled artifact can get here."""
     host = resolve_target("llvm")
-    lowered = to_relax(graph, shapes, formats, kernels=kernels)
+    lowered = to_relax(planned(graph, formats), shapes, kernels=kernels)
     with tempfile.TemporaryDirectory(prefix="st-tvm-proxy-") as d:
         folder = Path(d)
         _build(lowered.mod, host, folder)
@@ -174,7 +169,7 @@ def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, source: dict[str, st
     import tvm
     import tvm_ffi
 
-    from ... import __version__
+    from ...version import __version__
 
     def io(names: list[str]) -> list[dict[str, Any]]:
         return [{"name": n, "shape": list(shapes[n]), "dtype": "float32"} for n in names]

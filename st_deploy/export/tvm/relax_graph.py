@@ -23,7 +23,8 @@ from ...errors import DeployError
 from ...graph.ir import Graph, Node, pair
 from ...graph.opaque import onnx_bytes
 from ...graph.residual import residual_chains
-from ...plan import layer_kind
+from ...graph.kinds import layer_kind
+from ...plan import format_of
 from .ops import KERNEL_ACTS, KERNEL_FAMILIES, LayerCall
 
 
@@ -76,11 +77,11 @@ def _residual_fusions(graph: Graph, kernel_nodes: set[str],
     return residual_chains(graph, absorbable)
 
 
-def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str, str],
-             kernels: bool, prefix: str = "") -> Lowered:
-    """Lower `graph` at fixed `shapes` (st_deploy.plan.shapes.infer_shapes).
+def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], kernels: bool, prefix: str = "") -> Lowered:
+    """Lower the planned `graph` (st_deploy.plan.planned: each conv/linear node carries its format)
+    at fixed `shapes` (st_deploy.graph.shapes.infer_shapes).
 
-    formats: the plan's format per conv/linear node; kernels: whether our kernels are available
+    kernels: whether our kernels are available
     on the target (else every layer is a dense Relax op); prefix: their symbols' prefix
     (TargetSpec.kernel_prefix).
     """
@@ -105,7 +106,7 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], formats: dict[str
         # their add, out of graph order), which per-layer timing maps calls to layers by.
         nonlocal calls
         info = result.layers.setdefault(n.name, {})
-        y = _layer(bb, n, env[n.inputs[0]], shapes[n.name], formats.get(n.name, "dense"), n.name in kernel_nodes,
+        y = _layer(bb, n, env[n.inputs[0]], shapes[n.name], format_of(n), n.name in kernel_nodes,
                    residual, info, kernels, prefix)
         if n.name in kernel_nodes:
             info["call"] = calls

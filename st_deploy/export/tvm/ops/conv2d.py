@@ -13,6 +13,7 @@ from typing import Any
 
 from tvm import relax
 
+from ....plan.formats import block_diagonal
 from .weights import block_diagonal_csr, full_bsr4x1, sparse_arrays
 
 
@@ -48,8 +49,12 @@ def lower(call: Any) -> tuple[Any, str]:
     groups = int(n.attrs["groups"])
     stride, pad = conv_geometry(n)
     w2 = w.reshape(w.shape[0], -1)
-    if groups > 1:
-        assert call.fmt == "dense", "the planner gives grouped convs no sparse format"
+    if groups > 1 and call.fmt == "csr":  # the mask's nonzeros of the block-diagonal weight
+        full = block_diagonal(n.params["weight"].detach().cpu(), groups).numpy()
+        name, arrays = "conv2d_csr", sparse_arrays(full.reshape(full.shape[0], -1), "csr")
+        impl = f"conv2d_csr (block-diagonal, {groups} groups, sparse)"
+    elif groups > 1:
+        assert call.fmt == "dense", "the planner gives grouped convs dense or csr"
         name, arrays = "conv2d_csr", block_diagonal_csr(w, groups)
         impl = f"conv2d_csr (block-diagonal, {groups} groups)"
     elif call.fmt == "dense":

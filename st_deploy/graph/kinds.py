@@ -1,0 +1,56 @@
+"""Layer kinds: the one classification of conv/linear layers every stage asks.
+
+conv1x1 | conv | dw | grouped | linear | general. The planner prices formats per kind, the
+exporters pick a kernel family per kind, the compaction passes ask is_depthwise; none of them
+classifies layers on its own (as Torch-Pruning's ops.module2type).
+"""
+
+from __future__ import annotations
+
+from .ir import Graph, Node, is_layer, pair
+
+KINDS = ("conv1x1", "conv", "dw", "grouped", "linear", "general")
+
+
+def layer_kind(n: Node) -> str:
+    """conv1x1 | conv | dw | grouped | linear, or general: a conv whose geometry no sparse kernel
+    takes (dilation, a non-square kernel, stride or padding that differ per axis)."""
+    w = n.params["weight"]
+    if n.op == "linear":
+        return "linear"
+    if (w.shape[2] != w.shape[3] or len({*pair(n.attrs["stride"])}) != 1 or len({*pair(n.attrs["padding"])}) != 1
+            or pair(n.attrs.get("dilation", 1)) != (1, 1)):
+        return "general"
+    g = n.attrs["groups"]
+    if g == 1:
+        return "conv1x1" if w.shape[2] == 1 else "conv"
+    if w.shape[1] == 1 and g == w.shape[0]:
+        return "dw"
+    return "grouped"
+
+
+def sparse_formats(kind: str) -> tuple[str, ...]:
+    """The sparse formats st_kernels runs for a layer kind (st_kernels.h)."""
+    if kind in ("conv1x1", "conv", "linear"):
+        return ("csr", "bsr4x1")
+    if kind in ("dw", "grouped"):  # a grouped conv runs as a groups=1 conv with a block-diagonal CSR weight
+        return ("csr",)
+    return ()
+
+
+def planned(graph: Graph, formats: dict[str, str]) -> Graph:
+    """A copy of `graph` whose conv/linear nodes carry their format (attrs["format"]): the planned
+    graph the exporters take. formats: {layer name: format} (Plan.formats()); missing layers: dense.
+    Parameters are shared with `graph` (no stage edits a tensor in place)."""
+    chosen = dict(formats)
+    out = Graph([Node(n.name, n.op, list(n.inputs), dict(n.attrs), n.params) for n in graph.nodes],
+                list(graph.inputs), list(graph.outputs))
+    for n in out.nodes:
+        if is_layer(n):
+            n.attrs["format"] = chosen.get(n.name, "dense")
+    return out
+
+
+def format_of(n: Node) -> str:
+    """The format the plan gave a conv/linear node of a planned graph."""
+    return n.attrs.get("format", "dense")

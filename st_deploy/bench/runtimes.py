@@ -7,7 +7,6 @@ A runtime needs either the ticket itself (torch, torch-compact) or an exported a
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..cache import cache_dir
 from ..errors import DeployError
 from ..ticket import Ticket
 
@@ -26,7 +26,7 @@ RunFn = Callable[[np.ndarray], Any]
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ST_DEPLOY_CACHE", Path.home() / ".cache" / "st-deploy"))
+    return cache_dir()
 
 
 @dataclass
@@ -145,7 +145,6 @@ def toolkit_fingerprint() -> str:
     planner reads. Cached artifacts are keyed by it, so a changed kernel, planner or exporter
     re-exports instead of benchmarking a stale artifact."""
     from .. import __version__
-    from ..plan.cost import cache_dir
 
     h = hashlib.sha256(__version__.encode())
     package = Path(__file__).resolve().parents[1]

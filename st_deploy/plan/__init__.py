@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DeployError
-from ..graph.ir import Graph, Node, is_layer
+from ..graph.ir import Graph, Node
 from ..graph.kinds import format_of, layer_kind, planned, sparse_formats  # noqa: F401  (re-exported)
 from .cost import CostTable, default_table, load_table
 from .formats import block_fill, live_mask, sparsity_of

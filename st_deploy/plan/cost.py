@@ -22,16 +22,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..cache import cache_dir
 from ..errors import DeployError
 
 TABLE_VERSION = 1
 KINDS = ("conv1x1", "conv", "dw", "linear")
 _NEIGHBOURS = 3
 _SPARSITY_WEIGHT = 8.0  # one octave of size counts like 0.125 of sparsity
-
-
-def cache_dir() -> Path:
-    return Path.home() / ".cache" / "st-deploy"
 
 
 def machine_id() -> str:

@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ...errors import DeployError
 from ...graph.ir import Graph, Node, pair
 from ...graph.opaque import onnx_bytes
 

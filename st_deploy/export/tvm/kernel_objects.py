@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ...cache import cache_dir
 from ...errors import DeployError
 
 _TOOLCHAIN = """\
@@ -32,7 +33,6 @@ set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
 set(CMAKE_CXX_COMPILER {cxx})
 """
-CACHE_ENV = "ST_DEPLOY_CACHE"
 KEEP_PER_ARCH = 3  # cache entries kept per architecture (older kernel sources are dropped)
 
 
@@ -49,8 +49,7 @@ def kernel_sources() -> Path:
 
 
 def _cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "st-deploy")
-    return Path(base) / "tvm-kernels"
+    return cache_dir() / "tvm-kernels"
 
 
 def _digest(src: Path, compilers: list[str]) -> str:

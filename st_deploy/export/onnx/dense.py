@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import onnx
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from ...graph.ir import Graph, Node, pair
@@ -65,8 +66,8 @@ class OnnxBuilder:
             return self.add("HardSigmoid", [x], out, f"{name}/hsigmoid", alpha=1.0 / 6.0, beta=0.5)
         if kind == "tanh":
             return self.add("Tanh", [x], out, f"{name}/tanh")
-        if kind == "gelu":  # opset 17 has no Gelu: x * (1 + erf(x / sqrt 2)) / 2, which ORT fuses back
-            e = self.add("Mul", [x, self.const([0.7071067811865476])], f"{name}/scaled", f"{name}/scaled")
+        if kind == "gelu":  # opset 17 has no Gelu: x * (1 + erf(x / sqrt 2)) / 2, the form ORT's GeluFusion matches
+            e = self.add("Div", [x, self.const([1.4142135381698608])], f"{name}/scaled", f"{name}/scaled")
             e = self.add("Erf", [e], f"{name}/erf", f"{name}/erf")
             e = self.add("Add", [e, self.const([1.0])], f"{name}/erf1", f"{name}/erf1")
             e = self.add("Mul", [x, e], f"{name}/xerf", f"{name}/xerf")
@@ -125,6 +126,17 @@ def _add(b: OnnxBuilder, n: Node) -> None:
 
 def _scale_shift(b: OnnxBuilder, n: Node) -> None:
     rank = len(b.shapes[n.inputs[0]])
+    if rank == 4:
+        # As an inference BatchNormalization (mean 0, var 1, epsilon 0: exactly x * scale + shift), which
+        # ORT fuses into a neighbouring conv or runs blocked; Mul + Add cost two passes and reorders
+        # (pre-activation BN of DenseNet: 0.91x of a plain export's speed).
+        c = b.shapes[n.inputs[0]][1]
+        scale = n.params["scale"] if "scale" in n.params else torch.ones(c)
+        ins = [n.inputs[0], b.init(f"{n.name}.scale", scale.numpy().astype(np.float32)),
+               b.init(f"{n.name}.shift", n.params["shift"].numpy().astype(np.float32)),
+               b.const([0.0] * c), b.const([1.0] * c)]
+        b.add("BatchNormalization", ins, n.name, n.name, epsilon=0.0)
+        return
     view = (1, -1) + (1,) * (rank - 2)
     x = n.inputs[0]
     if "scale" in n.params:

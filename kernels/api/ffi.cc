@@ -259,6 +259,20 @@ void linear_dense(TensorView x, TensorView weight, Optional<TensorView> bias, in
                            to_i32(op, "act", act), o));
 }
 
+// out = act(x) (+ residual) elementwise, any st_act code (the activations no kernel epilogue applies).
+void activate(TensorView x, Optional<TensorView> residual, int64_t act, TensorView out) {
+  const char* op = "st_deploy.activate";
+  const float* xp = data<const float>(op, "x", x, x.ndim());
+  float* o = data<float>(op, "out", out, x.ndim());
+  if (out.numel() != x.numel()) TVM_FFI_THROW(ValueError) << op << ": out has " << out.numel() << " elements, x " << x.numel();
+  const float* r = nullptr;
+  if (residual.has_value()) {
+    r = data<const float>(op, "residual", *residual, x.ndim());
+    if ((*residual).numel() != x.numel()) TVM_FFI_THROW(ValueError) << op << ": residual size differs from x";
+  }
+  check_rc(st_activate(xp, r, o, x.numel(), to_i32(op, "act", act)));
+}
+
 void validate_sparse(TensorView indptr, TensorView indices, int64_t rows, int64_t cols,
                      int64_t block_rows, int64_t values_len) {
   const char* op = "st_deploy.validate_sparse";
@@ -297,6 +311,7 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(dwconv2d, st_ffi::dwconv2d);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(dwconv2d_csr, st_ffi::dwconv2d_csr);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(linear_csr, st_ffi::linear_csr);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(linear_dense, st_ffi::linear_dense);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(activate, st_ffi::activate);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(validate_sparse, st_ffi::validate_sparse);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(isa, st_ffi::isa);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(isa_available, st_ffi::isa_available);

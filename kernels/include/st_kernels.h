@@ -43,7 +43,16 @@ extern "C" {
 #endif
 
 enum st_status { ST_OK = 0, ST_EINVAL = 1, ST_EUNSUPPORTED = 2, ST_ENOMEM = 3, ST_EINTERNAL = 4 };
-enum st_act { ST_ACT_NONE = 0, ST_ACT_RELU = 1, ST_ACT_RELU6 = 2 };
+/* Kernel epilogues apply NONE, RELU and RELU6; st_activate applies every code. */
+enum st_act {
+  ST_ACT_NONE = 0, ST_ACT_RELU = 1, ST_ACT_RELU6 = 2,
+  ST_ACT_SWISH = 3,     /* x * sigmoid(x) */
+  ST_ACT_HSWISH = 4,    /* x * relu6(x + 3) / 6 */
+  ST_ACT_SIGMOID = 5,
+  ST_ACT_HSIGMOID = 6,  /* relu6(x + 3) / 6 */
+  ST_ACT_GELU = 7,      /* x * (1 + erf(x / sqrt 2)) / 2 */
+  ST_ACT_TANH = 8
+};
 
 /* Shape of one convolution. pad is symmetric and applies to both spatial dims. */
 typedef struct st_conv2d_shape {
@@ -124,6 +133,11 @@ ST_API int st_linear_dense(int32_t n, int32_t in_features, int32_t out_features,
                            float* out);
 
 /* Checks a CSR (block_rows = 1) or BSR (block_rows = 4) pattern without running anything. */
+/* out[i] = act(x[i]) (+ residual[i] when residual != NULL), n elements; out may be x. Vectorised
+ * (AVX-512 / AVX2 chosen at run time on x86); exp and erf are polynomials with relative error
+ * below 2e-7 (exp) and absolute error below 2e-7 (erf). Any st_act code. */
+ST_API int st_activate(const float* x, const float* residual, float* out, int64_t n, int32_t act);
+
 ST_API int st_validate_sparse(int32_t rows, int32_t cols, int32_t block_rows, const int32_t* indptr,
                               int64_t indptr_len, const int32_t* indices, int64_t nnz,
                               int64_t values_len);

@@ -10,9 +10,6 @@
 #include "sparse_conv_op.h"
 
 #include <algorithm>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 #include <cstdint>
 #include <cmath>
 #include <cstring>
@@ -24,109 +21,6 @@
 
 namespace st_ort {
 namespace {
-
-// swish / hswish after the kernel, over the whole output. std::exp is a scalar libm call
-// (4.3 ns an element here: 5 ms on a 96x112x112 map, more than the sparse conv itself), and GCC
-// leaves a portable polynomial loop scalar too (clamps and floor become branches and calls), so
-// exp is Cephes' expf polynomial (relative error < 2e-7 on the clamped range) in AVX-512 / AVX2
-// intrinsics, chosen at run time (this library is built for generic x86-64), with a scalar
-// loop elsewhere.
-constexpr float kExpLo = -87.3f, kExpHi = 88.3f, kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f,
-                kLn2Lo = -2.12194440e-4f;
-constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                            4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-
-inline float exp_poly(float x) {
-  x = x < kExpLo ? kExpLo : (x > kExpHi ? kExpHi : x);
-  const float n = std::floor(x * kLog2e + 0.5f);
-  const float r = x - n * kLn2Hi - n * kLn2Lo;
-  float p = kExpP[0];
-  for (int k = 1; k < 6; ++k) p = p * r + kExpP[k];
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return (p * r * r + r + 1.f) * scale;
-}
-
-inline float activate_one(float v, bool hswish) {
-  if (hswish) {
-    const float t = std::min(std::max(v + 3.f, 0.f), 6.f);
-    return v * t * (1.f / 6.f);
-  }
-  return v / (1.f + exp_poly(-v));
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define ST_ORT_X86 1
-__attribute__((target("avx512f"))) void activate_avx512(float* out, const float* res, size_t n, bool hswish) {
-  const __m512 three = _mm512_set1_ps(3.f), six = _mm512_set1_ps(6.f), zero = _mm512_setzero_ps();
-  const __m512 sixth = _mm512_set1_ps(1.f / 6.f), one = _mm512_set1_ps(1.f);
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_loadu_ps(out + i);
-    __m512 y;
-    if (hswish) {
-      const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(v, three), zero), six);
-      y = _mm512_mul_ps(_mm512_mul_ps(v, t), sixth);
-    } else {
-      __m512 x = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(zero, v), _mm512_set1_ps(kExpLo)),
-                               _mm512_set1_ps(kExpHi));
-      const __m512 nf = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(kLog2e), _mm512_set1_ps(0.5f)),
-                                             _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-      __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(kLn2Hi), x);
-      r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(kLn2Lo), r);
-      __m512 p = _mm512_set1_ps(kExpP[0]);
-      for (int k = 1; k < 6; ++k) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpP[k]));
-      p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, one));
-      const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(nf), _mm512_set1_epi32(127)), 23);
-      const __m512 ex = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-      y = _mm512_div_ps(v, _mm512_add_ps(one, ex));
-    }
-    if (res != nullptr) y = _mm512_add_ps(y, _mm512_loadu_ps(res + i));
-    _mm512_storeu_ps(out + i, y);
-  }
-  for (; i < n; ++i) out[i] = activate_one(out[i], hswish) + (res ? res[i] : 0.f);
-}
-
-__attribute__((target("avx2,fma"))) void activate_avx2(float* out, const float* res, size_t n, bool hswish) {
-  const __m256 three = _mm256_set1_ps(3.f), six = _mm256_set1_ps(6.f), zero = _mm256_setzero_ps();
-  const __m256 sixth = _mm256_set1_ps(1.f / 6.f), one = _mm256_set1_ps(1.f);
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(out + i);
-    __m256 y;
-    if (hswish) {
-      const __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, three), zero), six);
-      y = _mm256_mul_ps(_mm256_mul_ps(v, t), sixth);
-    } else {
-      __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(zero, v), _mm256_set1_ps(kExpLo)),
-                               _mm256_set1_ps(kExpHi));
-      const __m256 nf = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(kLog2e), _mm256_set1_ps(0.5f)));
-      __m256 r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(kLn2Hi), x);
-      r = _mm256_fnmadd_ps(nf, _mm256_set1_ps(kLn2Lo), r);
-      __m256 p = _mm256_set1_ps(kExpP[0]);
-      for (int k = 1; k < 6; ++k) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP[k]));
-      p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, one));
-      const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(nf), _mm256_set1_epi32(127)), 23);
-      const __m256 ex = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-      y = _mm256_div_ps(v, _mm256_add_ps(one, ex));
-    }
-    if (res != nullptr) y = _mm256_add_ps(y, _mm256_loadu_ps(res + i));
-    _mm256_storeu_ps(out + i, y);
-  }
-  for (; i < n; ++i) out[i] = activate_one(out[i], hswish) + (res ? res[i] : 0.f);
-}
-#endif
-
-void activate_post(float* out, const float* res, size_t n, bool hswish) {
-#ifdef ST_ORT_X86
-  static const int isa = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") &&
-                                                                   __builtin_cpu_supports("fma")) ? 1 : 0;
-  if (isa == 2) return activate_avx512(out, res, n, hswish);
-  if (isa == 1) return activate_avx2(out, res, n, hswish);
-#endif
-  for (size_t i = 0; i < n; ++i) out[i] = activate_one(out[i], hswish) + (res ? res[i] : 0.f);
-}
 
 int act_code(const std::string& act) {
   if (act == "none" || act == "swish" || act == "hswish") return ST_ACT_NONE;  // last two applied here
@@ -426,7 +320,10 @@ void SparseConvKernel::Compute(OrtKernelContext* raw) {
     rc = RunPart(whole_, -1, s, ohw, linear, xp, kres, out);
   }
   if (rc != ST_OK) Fail(std::string("kernel failed: ") + st_last_error());
-  if (post) activate_post(out, res, out_len, activation_ == "hswish");
+  if (post) {  // vectorised, in place (st_activate)
+    rc = st_activate(out, res, out, static_cast<int64_t>(out_len), activation_ == "hswish" ? ST_ACT_HSWISH : ST_ACT_SWISH);
+    if (rc != ST_OK) Fail(std::string("activation failed: ") + st_last_error());
+  }
 }
 
 // -- the op --------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ ACTS = ("none", "relu", "relu6", "swish", "hswish", "sigmoid", "hsigmoid", "gelu
 # Activations a conv/linear may carry as its `act` attribute: the ones every kernel epilogue and
 # the ONNX custom op apply (st_kernels.h ST_ACT_*, kernels/ort). The others stay act nodes.
 LAYER_ACTS = ("none", "relu", "relu6", "swish", "hswish")
+# The kernels' activation codes (kernels/include/st_kernels.h enum st_act; a test checks the two agree).
+# Kernel epilogues apply the first three; st_activate applies every one.
+ACT_CODES = {"none": 0, "relu": 1, "relu6": 2, "swish": 3, "hswish": 4, "sigmoid": 5, "hsigmoid": 6, "gelu": 7,
+             "tanh": 8}
+EPILOGUE_ACTS = ("none", "relu", "relu6")
 FORMAT_VERSION = 1
 
 

@@ -15,7 +15,7 @@ epilogue out = act(conv + bias) (+ residual, after act).
 from ._lib import KernelError, library_path, load
 from .formats import bsr4x1_fill, to_bsr4x1, to_csr
 from .layers import FORMATS, SparseConv2d, SparseLinear
-from .ops import (ACTS, aligned_empty, conv2d_bsr4x1, conv2d_csr, dwconv2d, dwconv2d_csr,
+from .ops import (ACTS, activate, aligned_empty, conv2d_bsr4x1, conv2d_csr, dwconv2d, dwconv2d_csr,
                   linear_csr, linear_dense, validate_sparse)
 from .runtime import (CONV1X1_PATHS, ISAS, available_isas, conv1x1_path, get_num_threads, isa,
                       isa_available, set_conv1x1_path, set_isa, set_num_threads, use_conv1x1_path,
@@ -23,7 +23,7 @@ from .runtime import (CONV1X1_PATHS, ISAS, available_isas, conv1x1_path, get_num
 
 __all__ = [
     "ACTS", "CONV1X1_PATHS", "FORMATS", "ISAS", "KernelError", "SparseConv2d", "SparseLinear",
-    "aligned_empty", "available_isas", "bsr4x1_fill", "conv1x1_path", "conv2d_bsr4x1", "conv2d_csr",
+    "activate", "aligned_empty", "available_isas", "bsr4x1_fill", "conv1x1_path", "conv2d_bsr4x1", "conv2d_csr",
     "dwconv2d", "dwconv2d_csr", "get_num_threads", "isa", "isa_available", "library_path",
     "linear_csr", "linear_dense", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "to_bsr4x1",
     "to_csr", "use_conv1x1_path", "use_isa", "validate_sparse", "variants",

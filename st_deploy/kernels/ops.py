@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ..graph.vocabulary import ACT_CODES, EPILOGUE_ACTS
 from ._lib import KernelError, call
 
 try:  # torch is a dependency of st_deploy, but the kernels work on numpy alone
@@ -20,7 +21,7 @@ except ImportError:  # pragma: no cover
     torch = None
 
 Array = Any  # numpy.ndarray or torch.Tensor
-ACTS = {"none": 0, "relu": 1, "relu6": 2}
+ACTS = {k: ACT_CODES[k] for k in EPILOGUE_ACTS}  # what the conv/linear epilogues apply
 
 
 def act_code(act: Union[str, int, None]) -> int:
@@ -190,6 +191,18 @@ def linear_dense(x: Array, weight: Array, bias: Optional[Array] = None, *,
     if out is None:
         out = _new_out(x, (x.shape[0], int(weight.shape[0])))
     call("linear_dense", x, weight, as_dtype(bias, "float32", "bias"), act_code(act), out)
+    return out
+
+
+def activate(x: Array, act: str, residual: Optional[Array] = None, out: Optional[Array] = None) -> Array:
+    """out = act(x) (+ residual) elementwise, for every activation kind (graph.vocabulary.ACT_CODES),
+    vectorised; out may be x."""
+    if act not in ACT_CODES:
+        raise KernelError(f"unknown activation {act!r}: use one of {sorted(ACT_CODES)}")
+    x = as_dtype(x, "float32", "x")
+    if out is None:
+        out = _new_out(x, tuple(x.shape))
+    call("activate", x, as_dtype(residual, "float32", "residual"), ACT_CODES[act], out)
     return out
 
 

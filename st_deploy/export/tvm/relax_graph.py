@@ -25,7 +25,11 @@ from ...graph.opaque import onnx_bytes
 from ...graph.residual import residual_chains
 from ...graph.kinds import layer_kind
 from ...plan import format_of
+from ...graph.vocabulary import ACT_CODES
 from .ops import KERNEL_ACTS, KERNEL_FAMILIES, LayerCall
+
+# Activations lowered to the kernel library's st_activate on CPU targets (see _act).
+KERNEL_POST_ACTS = ("swish", "hswish", "sigmoid", "hsigmoid", "gelu", "tanh")
 
 
 @dataclass
@@ -39,10 +43,16 @@ def _const_c(v: Any, ndim: int) -> Any:
     return relax.const(a.reshape(1, -1, *([1] * (ndim - 2))))
 
 
-def _act(bb: relax.BlockBuilder, x: Any, kind: str) -> Any:
+def _act(bb: relax.BlockBuilder, x: Any, kind: str, kernel_acts: bool = False) -> Any:
+    """kind(x). kernel_acts: the CPU kernel library is linked in, and the activations with an exp, erf
+    or several passes run as its vectorised st_activate (TVM's llvm build schedules no elementwise
+    op: Relax's sigmoid/gelu took 60-78 % of EfficientNet's and ConvNeXt's time)."""
     op = relax.op
     if kind == "none":
         return x
+    if kernel_acts and kind in KERNEL_POST_ACTS:
+        args = [x, relax.op.null_value(), relax.prim_value(ACT_CODES[kind])]
+        return bb.emit(relax.call_dps_packed("activate", args, out_ty=x.ty))
     if kind == "relu":
         return bb.emit(op.nn.relu(x))
     if kind == "relu6":
@@ -134,7 +144,7 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], kernels: bool, pr
                 if n.op in ("conv2d", "linear"):
                     env[n.name] = layer(n, None)
                 else:
-                    env[n.name] = _other(bb, n, [env[i] for i in n.inputs], shapes)
+                    env[n.name] = _other(bb, n, [env[i] for i in n.inputs], shapes, kernels and not prefix)
             outs = [env[o] for o in graph.outputs]
             out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
         bb.emit_func_output(out)
@@ -152,7 +162,7 @@ def _layer(bb: relax.BlockBuilder, n: Node, x: Any, out_shape: tuple[int, ...], 
             LayerCall(n, fmt, x, tuple(out_shape), KERNEL_ACTS[kernel_act], residual, prefix))
         info["impl"] = prefix + impl
         y = bb.emit(call)
-        return y if kernel_act == act else _act(bb, y, act)
+        return y if kernel_act == act else _act(bb, y, act, kernels and not prefix)
     # Dense Relax op: a layer no kernel takes (noted above), or a target without our kernels.
     if fmt != "dense":
         info["note"] = (f"plan says {fmt}, but this target has no sparse kernels: runs dense" if not kernels
@@ -168,13 +178,14 @@ def _layer(bb: relax.BlockBuilder, n: Node, x: Any, out_shape: tuple[int, ...], 
                                        dilation=pair(n.attrs.get("dilation", 1)), groups=int(n.attrs["groups"])))
         y = bb.emit(relax.op.add(y, _const_c(n.params["bias"], 4)))
         info["impl"] = "relax conv2d"
-    return _act(bb, y, act)
+    return _act(bb, y, act, kernels and not prefix)
 
 
-def _other(bb: relax.BlockBuilder, n: Node, xs: list[Any], shapes: dict[str, tuple[int, ...]]) -> Any:
+def _other(bb: relax.BlockBuilder, n: Node, xs: list[Any], shapes: dict[str, tuple[int, ...]],
+           kernel_acts: bool = False) -> Any:
     op = relax.op
     if n.op == "act":
-        return _act(bb, xs[0], n.attrs["kind"])
+        return _act(bb, xs[0], n.attrs["kind"], kernel_acts)
     if n.op == "add":
         y = xs[0]
         for x in xs[1:]:

@@ -79,7 +79,8 @@ class Metrics:
                       "# TYPE st_serve_request_failures_total counter"]
             lines += [f'st_serve_request_failures_total{{model="{_label(m)}",reason="{r}"}} {self._failures[(m, r)]}'
                       for m in models for r in FAILURE_REASONS]
-            lines += ["# HELP st_serve_request_duration_seconds Time from the start of reading a request to its response.",
+            lines += [("# HELP st_serve_request_duration_seconds Time from the start of reading a request to its "
+                       "response."),
                       "# TYPE st_serve_request_duration_seconds histogram"]
             for m in models:
                 lines += self._latency.get(m, _Histogram(LATENCY_BUCKETS)).lines(

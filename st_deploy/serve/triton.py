@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import DeployError
-from .model import DEFAULT_MAX_BATCH, tensor_spec, artifact_kind, read_manifest
+from .model import DEFAULT_MAX_BATCH, artifact_kind, read_manifest, tensor_spec
 from .protocol import TensorSpec
 
 

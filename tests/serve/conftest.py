@@ -18,7 +18,7 @@ def _ticket():
 
 
 @pytest.fixture(scope="session")
-def onnx_artifact(tmp_path_factory, ort_lib) -> Path:
+def onnx_artifact(tmp_path_factory, ort_lib) -> Path:  # noqa: F811 - the imported fixture, by name
     """mobilenetv2_like, 80 % masks, 32x32: model.dense.onnx + model.sparse.onnx, batch dim "N"."""
     from st_deploy.api import export
     return export(_ticket(), target="onnx", out=tmp_path_factory.mktemp("serve") / "onnx", input_shape=SHAPE)

@@ -279,6 +279,7 @@ void SparseConvKernel::Compute(OrtKernelContext* raw) {
     if (r.GetTensorTypeAndShapeInfo().GetShape() != ys) Fail("residual shape differs from the output shape");
     res = r.GetTensorData<float>();
   }
+  if (out_len == 0) return;  // an empty batch: nothing to compute (ORT may give empty tensors null data)
   // swish / hswish are not kernel epilogues: run with act none, then activate and add here.
   const bool post = activation_ == "swish" || activation_ == "hswish";
   const float* kres = post ? nullptr : res;

@@ -13,13 +13,12 @@ from graphs import every_op_graph
 from st_deploy.errors import DeployError
 from st_deploy.export import export
 from st_deploy.ort import ort_session
+from tests.ort_lib import require_ort_library
 
 
 @pytest.fixture(scope="module")
 def sparse_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from st_deploy.ort import ort_library_path
-    if not ort_library_path().is_file():
-        pytest.skip("st.sparse library not built")
+    require_ort_library()
     out = export(every_op_graph(), out=tmp_path_factory.mktemp("t") / "o", input_shape=(1, 3, 32, 32),
                  format="sparse")
     return out / "model.sparse.onnx"

@@ -8,10 +8,12 @@ mutates them (indices, indptr, array lengths, geometry attributes, schema, dtype
 residuals, NaN/Inf); each case runs in a reusable worker process with a time bound (tests/fuzz/
 isolate.py), so a segfault is counted as a "crash" instead of killing pytest. Outcomes:
 
-  clear error  session creation or run failed with a message naming the node / op
-  correct      ran, and the output matches a float64 reference over the stored entries
+  clear error  a malformed layer: session creation or run failed with a message naming the node / op
+  correct      a valid layer ran, and the output matches a float64 reference over the stored entries
   crash/hang   the worker died / did not answer in time
-  wrong        ran, but the spec was malformed (must have been refused) or the output differs
+  wrong        ran, but the spec was malformed (must have been refused) or the output differs; or
+               refused a layer the reference computes (unsorted or duplicate indices, empty rows,
+               extra attributes, another valid stride/padding, ...)
   unclear      failed with a message that names neither the node nor SparseConv
 
 ST_DEPLOY_FUZZ_CASES sets the examples per category (default 40).
@@ -19,6 +21,7 @@ ST_DEPLOY_FUZZ_CASES sets the examples per category (default 40).
 
 from __future__ import annotations
 
+import collections
 import copy
 import sys
 from pathlib import Path
@@ -30,6 +33,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.harness import CASES
 from tests.fuzz.isolate import OutcomeTally, Worker
+from tests.ort_lib import require_ort_library
 from tests.fuzz.sparse_onnx import (ACTS, MAX_OUT, ROLES, Invalid, build, capture, dense_weight, encode, geometry,
                                     matches, out_shape, reference, run_model)
 
@@ -39,9 +43,7 @@ TALLY = OutcomeTally()
 
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory) -> dict:
-    from st_deploy.ort import ort_library_path
-    if not ort_library_path().is_file():
-        pytest.skip("st.sparse library not built")
+    require_ort_library()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
     from graphs import every_op_graph
 
@@ -360,6 +362,14 @@ CATEGORIES = {
 }
 
 
+# Mutations that keep the layer well formed (the reference computes it): each must produce
+# correct results, so an op that refuses valid layers, or a reference that calls everything
+# malformed, cannot pass.
+VALID_BY_DESIGN = {m.__name__ for m in (m_index_in_range, m_index_unsorted, m_index_duplicate,
+                                        m_indptr_redistribute, m_all_empty, m_geometry_valid, m_extra_attr,
+                                        m_reencode, m_residual_add_remove)}
+
+
 def classify(spec: dict, result: tuple[str, object]) -> tuple[str, str]:
     kind, payload = result
     try:
@@ -376,6 +386,8 @@ def classify(spec: dict, result: tuple[str, object]) -> tuple[str, str]:
     status, out = payload
     if status in ("create-error", "run-error"):
         msg = str(out)
+        if refs is not None:  # the float64 reference computes this layer: refusing it is wrong
+            return "wrong", f"refused a valid layer: {status}: {msg[:300]!r}"
         if msg and (f"'{spec['name']}'" in msg or f"({spec['name']})" in msg or "SparseConv" in msg):
             return "clear error", ""
         return "unclear error", f"{status}: {msg[:300]!r}"
@@ -404,6 +416,7 @@ def _describe(spec: dict, base: dict) -> str:
 @pytest.mark.parametrize("category", sorted(CATEGORIES))
 def test_sparse_onnx_mutations_never_crash(specs, worker, category):
     names = sorted(specs)
+    per_mutation: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
     @settings(max_examples=CASES, deadline=None, derandomize=True, database=None, print_blob=True,
               suppress_health_check=list(HealthCheck))
@@ -419,12 +432,21 @@ def test_sparse_onnx_mutations_never_crash(specs, worker, category):
         outcome, detail = classify(spec, worker.run((model, feeds, threads, parallel), SECONDS))
         TALLY.add(category, outcome, f"{mutate.__name__} {_describe(spec, base)} (threads={threads}, "
                                      f"{parallel}): {detail}")
+        per_mutation[mutate.__name__][outcome] += 1
         assert outcome in ("clear error", "correct"), TALLY.failures[-1]
 
     one()
     n = TALLY.counts[category]
     print(f"\nsparse-onnx {category}: {sum(n.values())} tried, " + ", ".join(f"{k} {v}" for k, v in sorted(n.items())))
+    print("  per mutation: " + "; ".join(f"{m} {dict(c)}" for m, c in sorted(per_mutation.items())))
     assert n["crash"] == n["hang"] == n["wrong"] == n["unclear error"] == 0
+    # Counts, not just the absence of failures: every category ran hostile layers, and each with
+    # valid mutations ran valid ones (dtypes-wiring has none by design: nothing there is valid).
+    assert n["clear error"] > 0, dict(n)
+    if VALID_BY_DESIGN & {m.__name__ for m in CATEGORIES[category]}:
+        assert n["correct"] > 0, dict(n)
+    for name in VALID_BY_DESIGN & set(per_mutation):
+        assert per_mutation[name]["correct"] > 0, f"{name} never gave a correct result: {dict(per_mutation[name])}"
 
 
 def test_unmutated_nodes_are_correct(specs, worker):

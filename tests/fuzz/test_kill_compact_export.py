@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_samples
+from tests.ort_lib import require_ort_library
 
 NAME = "cls_mini_searched"
 REPO = Path(__file__).resolve().parents[2]
@@ -33,20 +34,34 @@ def _spawn(*args: str) -> subprocess.Popen:
 
 
 def _kill_at(child: subprocess.Popen, folder: Path, target: str, point: tuple[str, float], limit: float = 300) -> str:
-    """Kill the child at `point`: ("delay", s) or ("temp", jitter s after a hidden .target.* appears)."""
+    """Kill the child at `point`: ("delay", s) or ("temp", jitter s after the child's hidden
+    .target.st-PID.* temporary appears).
+
+    Returns "finished before the kill", "killed mid-write" (the dead child's hidden temporary is
+    still there: it was killed between creating it and renaming it into place) or "killed"."""
     kind, t = point
     start = time.monotonic()
     if kind == "temp":
         while child.poll() is None and time.monotonic() - start < limit:
-            if any(p.name.startswith(f".{target}.") for p in folder.iterdir()):
-                break
+            if any(p.name.startswith(f".{target}.st-{child.pid}.") for p in folder.iterdir()):
+                break  # this child's temporary (earlier children's may lie there too)
             time.sleep(0.001)
     time.sleep(t)
-    state = "finished before the kill" if child.poll() is not None else "killed"
-    if child.poll() is None:
-        child.send_signal(signal.SIGKILL)  # our own child, by its pid
+    if child.poll() is not None:
+        return "finished before the kill"
+    child.send_signal(signal.SIGKILL)  # our own child, by its pid
     child.wait(60)
-    return state
+    if any(p.name.startswith(f".{target}.st-{child.pid}.") for p in folder.iterdir()):
+        return "killed mid-write"
+    return "killed"
+
+
+def _assert_kills_landed(outcomes: list) -> None:
+    """Every kill at the moment the temporary appeared (jitter 0) must have landed mid-write:
+    otherwise the test would pass without ever interrupting a write."""
+    for point, state in outcomes:
+        if point == ("temp", 0.0):
+            assert state == "killed mid-write", (point, state, outcomes)
 
 
 def _names(folder: Path) -> list[str]:
@@ -98,6 +113,7 @@ def test_kill_during_compact_keeps_old_file(ticket, tmp_path):
             before = out.read_bytes()
         _only_hidden_leftovers(out_dir, out.name, set())
     print("\ncompact kill points:", outcomes)
+    _assert_kills_landed(outcomes)
     # A later run over the leftovers succeeds and writes a loadable ticket.
     subprocess.run([sys.executable, "-m", "st_deploy", "compact", str(ticket), "-o", str(out), "--force"],
                    cwd=REPO, check=True, capture_output=True)
@@ -136,22 +152,24 @@ POINTS_ONNX = [("delay", 0.3), ("delay", 3.0), ("temp", 0.0), ("temp", 0.05), ("
 
 @needs_samples
 def test_kill_during_onnx_export_keeps_old_artifact(ticket, tmp_path):
-    from st_deploy.ort import ort_library_path
-    if not ort_library_path().is_file():
-        pytest.skip("st.sparse library not built")
+    require_ort_library()
     outcomes = _kill_export(ticket, tmp_path, "onnx", ("model.dense.onnx", "model.sparse.onnx"), POINTS_ONNX)
     print("\nexport onnx kill points:", outcomes)
+    _assert_kills_landed(outcomes)
+    assert [s for p, s in outcomes if p[0] == "temp"] == ["killed mid-write"] * 3, outcomes
 
 
 @pytest.mark.slow
 @needs_samples
 def test_kill_during_tvm_export_keeps_old_artifact(ticket, tmp_path):
-    pytest.importorskip("tvm")
+    import tvm  # noqa: F401 - a dependency: an import error fails here, never skips
     if shutil.which("cmake") is None:
         pytest.skip("the TVM export builds our kernels with cmake")
     # Kill while TVM builds (the temporary folder exists) and just after it appears.
     outcomes = _kill_export(ticket, tmp_path, "llvm", ("model.so",), [("temp", 0.0), ("temp", 2.0)])
     print("\nexport llvm kill points:", outcomes)
+    # TVM builds for seconds inside the temporary folder: both kills land there
+    assert [s for _, s in outcomes] == ["killed mid-write"] * 2, outcomes
 
 
 def test_kill_right_after_the_swap_keeps_a_complete_folder_and_cleans_up_later(tmp_path):

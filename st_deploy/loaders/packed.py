@@ -50,7 +50,10 @@ def save_ticket(ticket: Ticket, path: str | Path, force: bool = False) -> Path:
     if path.exists() and not force:
         raise DeployError(f"{path}: exists (pass --force to overwrite)")
     with atomic_path(path) as tmp:
-        torch.save(to_payload(ticket), tmp)
+        try:
+            torch.save(to_payload(ticket), tmp)
+        except RuntimeError as e:  # torch's zip writer reports a failed write (full disk, ...) so
+            raise OSError(f"torch.save: {str(e).strip().splitlines()[-1]}") from None
     return path
 
 

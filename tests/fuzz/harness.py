@@ -17,12 +17,21 @@ class CaseTimeout(Exception):
     pass
 
 
+class WrongResult(Exception):
+    """Raised by a case whose input loaded but computes something it must not."""
+
+
 def _alarm(signum, frame):  # noqa: ARG001
     raise CaseTimeout()
 
 
 class Tally:
-    """Per category: how many inputs, how many ended in a clear error, how many loaded."""
+    """Per category: how many inputs, how many ended in a clear error, how many loaded.
+
+    A case returns its outcome ("ok", or another name the category allows, e.g. "ok-changed"
+    for a load whose output differs because the input's content really changed); None counts
+    as "ok". WrongResult counts as "wrong", a failure.
+    """
 
     def __init__(self) -> None:
         self.counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -32,8 +41,10 @@ class Tally:
         old = signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(seconds)
         try:
-            fn()
-            outcome = "ok"
+            outcome = fn() or "ok"
+        except WrongResult as e:
+            outcome = "wrong"
+            self.failures.append(f"{category}: loaded but wrong: {e}")
         except DeployError as e:
             msg = str(e)
             outcome = "error" if msg and "\n" not in msg else "bad-message"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,7 @@ def test_errors_are_one_line_exit_2(args, match):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert lines[0].startswith("st-deploy: error:")
+    assert re.search(match, lines[0]), lines[0]
 
 
 def test_debug_shows_traceback():

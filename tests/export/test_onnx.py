@@ -17,8 +17,7 @@ from st_deploy.errors import DeployError, FidelityError
 from st_deploy.export import export
 from st_deploy.graph.module import GraphModule
 from st_deploy.ort import ort_session
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "supertickets"
+from tests.conftest import needs_samples
 
 
 def _rel(ref: np.ndarray, got: np.ndarray) -> float:
@@ -140,7 +139,6 @@ def _masked_zoo_ticket(tmp_path: Path, name: str, sparsity: float = 0.9):
 
 @pytest.mark.parametrize("name", ["resnet18_like", "mobilenetv2_like"])
 def test_zoo_models(tmp_path: Path, ort_lib: Path, name: str) -> None:
-    pytest.importorskip("st_deploy.compact", reason="export of a ticket needs st_deploy.compact")
     ticket = _masked_zoo_ticket(tmp_path, name)
     out = export(ticket, out=tmp_path / name)
     m = json.loads((out / "manifest.json").read_text())
@@ -149,11 +147,9 @@ def test_zoo_models(tmp_path: Path, ort_lib: Path, name: str) -> None:
     _check_models(out, ticket.module, ticket.default_input_shape)
 
 
-def test_shared_supertickets_sample(tmp_path: Path, ort_lib: Path) -> None:
-    sd = SAMPLES / "cls_mini_searched.state_dict"
-    if not sd.is_file():
-        pytest.skip(f"shared sample {sd} absent")
-    pytest.importorskip("st_deploy.compact", reason="export of a ticket needs st_deploy.compact")
+@needs_samples
+def test_shared_supertickets_sample(tmp_path: Path, ort_lib: Path, samples: Path) -> None:
+    sd = samples / "cls_mini_searched.state_dict"
     from st_deploy.loaders import load_ticket
     ticket = load_ticket(sd)
     out = export(ticket, out=tmp_path / "mini")

@@ -134,6 +134,12 @@ class GraphModule(nn.Module):
             return self._run_opaque(n, xs)
         raise ValueError(f"unknown op {n.op!r}")
 
+    def __getstate__(self) -> dict[str, Any]:
+        # ORT sessions of opaque nodes neither pickle nor deep-copy: a copy makes its own on first use.
+        state = self.__dict__.copy()
+        state["_opaque"] = {}
+        return state
+
     def _run_opaque(self, n: Node, xs: list[torch.Tensor]) -> torch.Tensor:
         """An op st-deploy has no rule for, run from its ONNX form (the form every exporter uses)."""
         return run_opaque(n, xs, self._opaque)

@@ -30,6 +30,10 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise DeployError(f"--model {spec!r}: expected 'package.module:factory'")
     mod_name, attr = spec.split(":")
+    if mod_name.split(".")[0] in ("torchvision", "timm"):
+        # PyPI's torchvision needs a shim beside our CPU torch (timm imports torchvision).
+        from ..models.torchvision_compat import import_torchvision
+        import_torchvision()
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:

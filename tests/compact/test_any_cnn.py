@@ -193,3 +193,23 @@ def test_torchvision_family(arch, size, llvm, tmp_path):
     if llvm:
         out = st_deploy.export(c.ticket, target="llvm", out=tmp_path / "llvm", input_shape=(1, 3, size, size))
         assert json.loads((out / "manifest.json").read_text())["fidelity"]["rel"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_cli_exports_a_pruned_torchvision_state_dict(tmp_path):
+    """`st-deploy export M.pt --model torchvision.models:NAME` as a user types it (the import shim is applied)."""
+    import subprocess
+    import sys
+    tv = _torchvision()
+    torch.manual_seed(0)
+    model = tv.models.shufflenet_v2_x0_5(weights=None).eval()
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            torch.nn.utils.prune.l1_unstructured(m, "weight", amount=0.8)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    r = subprocess.run([sys.executable, "-m", "st_deploy", "export", str(tmp_path / "m.pt"), "--model",
+                        "torchvision.models:shufflenet_v2_x0_5", "--target", "onnx", "-o", str(tmp_path / "a"),
+                        "--input-shape", "1,3,64,64"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["opaque_ops"] == [] and manifest["fidelity"]["model.sparse.onnx"]["rel"] <= 1e-4

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from .artifact import MANIFEST_FILE
 from .errors import DeployError
 
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_FILE
 TVM_FORMAT_VERSION = 1
 
 

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..artifact import MANIFEST_FILE
 from ..errors import DeployError
 from ..ticket import Ticket
 from .machine import machine_info
@@ -177,7 +178,7 @@ def _add_speedups(records: list[Record], baseline: str) -> None:
 def artifact_input_shape(folder: Path) -> list[int]:
     """The input shape an artifact's manifest records (a symbolic batch dimension read as 1)."""
     import json
-    manifest = Path(folder) / "manifest.json"
+    manifest = Path(folder) / MANIFEST_FILE
     try:
         data = json.loads(manifest.read_text())
         return [1 if isinstance(d, str) else int(d) for d in data["inputs"][0]["shape"]]

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..artifact import MANIFEST_FILE
 from ..errors import DeployError
 from .core import artifact_input_shape, seeded_input
 from .stats import summarize
@@ -46,7 +47,7 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
 
 
 def read_manifest(artifact: Path) -> dict[str, Any]:
-    path = Path(artifact) / "manifest.json"
+    path = Path(artifact) / MANIFEST_FILE
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..artifact import MANIFEST_FILE
 from ..cache import cache_dir
 from ..errors import DeployError
 from ..ticket import Ticket
@@ -67,7 +68,7 @@ class BenchSource:
             from ..export import export
             slug = "".join(c if c.isalnum() else "_" for c in key)
             out = cache_root() / "artifacts" / f"{self.key()}-{slug}"
-            if not (out / "manifest.json").is_file():
+            if not (out / MANIFEST_FILE).is_file():
                 out.parent.mkdir(parents=True, exist_ok=True)
                 export(self.require_ticket(target), target=target, out=out, format=fmt, force=True,
                        input_shape=(1, *shape[1:]))
@@ -83,7 +84,7 @@ def artifact_runtimes(folder: Path) -> tuple[list[str], str]:
     tvm-sparse export is --format auto).
     """
     import json
-    path = Path(folder) / "manifest.json"
+    path = Path(folder) / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..artifact import MANIFEST_FILE
 from ..errors import DeployError
 from .metrics import Metrics
 from .protocol import DATATYPES, InferRequest, ProtocolError, TensorSpec
@@ -42,7 +43,7 @@ def tensor_spec(entry: dict[str, Any], where: str) -> TensorSpec:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / "manifest.json"
+    path = Path(folder) / MANIFEST_FILE
     if not path.is_file():
         raise DeployError(f"{folder}: no manifest.json; not an st-deploy export folder")
     try:
@@ -100,7 +101,7 @@ class ServedModel:
         self.name = name or self.manifest.get("source", {}).get("name") or self.folder.name
         if not self.name or "/" in self.name or not self.name.isprintable():
             raise DeployError(f"--name {self.name!r}: a model name must be printable and hold no '/'")
-        where = str(self.folder / "manifest.json")
+        where = str(self.folder / MANIFEST_FILE)
         self.inputs = [tensor_spec(e, where) for e in self.manifest["inputs"]]
         self.outputs = [tensor_spec(e, where) for e in self.manifest["outputs"]]
         if len(self.inputs) != 1:

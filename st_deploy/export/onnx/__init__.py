@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import onnx
 
+from ...artifact import DENSE_ONNX, MANIFEST_FILE, SPARSE_ONNX
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
@@ -29,7 +30,7 @@ from .fidelity import FIDELITY_SEED, compare, reference_outputs, run_onnx, seede
 from .sparse_ops import DOMAIN, DOMAIN_VERSION, sparse_model
 
 MANIFEST_VERSION = 1
-DENSE_FILE, SPARSE_FILE, MANIFEST_FILE = "model.dense.onnx", "model.sparse.onnx", "manifest.json"
+DENSE_FILE, SPARSE_FILE = DENSE_ONNX, SPARSE_ONNX
 
 
 def _check(model: onnx.ModelProto, what: str, full: bool) -> None:

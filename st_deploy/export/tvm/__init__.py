@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ...artifact import MANIFEST_FILE
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
@@ -142,7 +143,7 @@ def export_tvm(graph_or_ticket: "Graph | Ticket | Source", target: Any, out: str
         manifest["fidelity"] = {"input": f"torch.randn{tuple(shape)} seed {FIDELITY_SEED}", "measured_on": how,
                                 "tolerance": tolerance, **{k: float(f"{v:.3g}") for k, v in fid.items()}}
         manifest["files"] = {LIBRARY: {"sha256": hashlib.sha256((tmp / LIBRARY).read_bytes()).hexdigest()}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
         # atomic_dir's temporary folder is private (mkdtemp: 0700); an artifact is meant to be shared.
         umask = os.umask(0)
         os.umask(umask)

@@ -15,11 +15,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from ...artifact import TVM_LIBRARY
 from ...errors import DeployError
 from .kernel_objects import kernel_objects
 from .targets import TargetSpec
 
-LIBRARY = "model.so"
+LIBRARY = TVM_LIBRARY
 # Symbols every CPU artifact must define: the VM executable and the kernel entry points.
 KERNEL_SYMBOLS = ("__tvm_ffi_conv2d_csr", "__tvm_ffi_conv2d_bsr", "__tvm_ffi_dwconv2d", "__tvm_ffi_dwconv2d_csr",
                   "__tvm_ffi_linear_csr", "__tvm_ffi_linear_dense", "__tvm_ffi_set_num_threads")

@@ -25,9 +25,19 @@ def test_llvm_is_this_cpu_not_generic():
 
 
 def test_friendly_names_and_dicts():
-    assert resolve_target("rasp4").tvm["mcpu"] == "cortex-a72" if shutil.which(AARCH64_CXX) else True
-    assert resolve_target("cuda").tvm["arch"] == "sm_80"
-    assert resolve_target("cuda --arch sm_90").tvm["arch"] == "sm_90"
+    # Both branches assert: without the tool, the name must be refused with the tool's name.
+    if shutil.which(AARCH64_CXX):
+        spec = resolve_target("rasp4")
+        assert spec.tvm["mcpu"] == "cortex-a72" and spec.arch == "aarch64" and not spec.host_runnable
+    else:
+        with pytest.raises(DeployError, match=AARCH64_CXX):
+            resolve_target("rasp4")
+    if find_nvcc():
+        assert resolve_target("cuda").tvm["arch"] == "sm_80"
+        assert resolve_target("cuda --arch sm_90").tvm["arch"] == "sm_90"
+    else:
+        with pytest.raises(DeployError, match="nvcc"):
+            resolve_target("cuda")
     d = {"kind": "llvm", "mcpu": "skylake-avx512"}
     assert resolve_target(d).tvm == d and resolve_target(json.dumps(d)).arch == "x86_64"
 

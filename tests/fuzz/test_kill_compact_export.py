@@ -156,7 +156,9 @@ def test_kill_during_onnx_export_keeps_old_artifact(ticket, tmp_path):
     outcomes = _kill_export(ticket, tmp_path, "onnx", ("model.dense.onnx", "model.sparse.onnx"), POINTS_ONNX)
     print("\nexport onnx kill points:", outcomes)
     _assert_kills_landed(outcomes)
-    assert [s for p, s in outcomes if p[0] == "temp"] == ["killed mid-write"] * 3, outcomes
+    # The temporary lives while both models are written and run for fidelity: kills within 50 ms of its
+    # appearance land inside; one 0.3 s later may come after the rename on a fast run (then "killed").
+    assert [s for p, s in outcomes if p[0] == "temp" and p[1] <= 0.05] == ["killed mid-write"] * 2, outcomes
 
 
 @pytest.mark.slow

@@ -168,9 +168,10 @@ def test_kill_during_tvm_export_keeps_old_artifact(ticket, tmp_path):
     if shutil.which("cmake") is None:
         pytest.skip("the TVM export builds our kernels with cmake")
     # Kill while TVM builds (the temporary folder exists) and just after it appears.
-    outcomes = _kill_export(ticket, tmp_path, "llvm", ("model.so",), [("temp", 0.0), ("temp", 2.0)])
+    outcomes = _kill_export(ticket, tmp_path, "llvm", ("model.so",), [("temp", 0.0), ("temp", 0.05)])
     print("\nexport llvm kill points:", outcomes)
-    # TVM builds for seconds inside the temporary folder: both kills land there
+    # TVM builds, links and runs the artifact inside the temporary folder (under 2 s with the kernel
+    # objects cached): kills within 50 ms of its appearance land there
     assert [s for _, s in outcomes] == ["killed mid-write"] * 2, outcomes
 
 

@@ -247,9 +247,9 @@ class _Lowering:
         if f in (operator.mul, operator.imul, torch.mul):
             return self.binary(node, "mul", args[0], args[1])
         if f in (operator.sub, torch.sub) and isinstance(self.arg(args[1]), _Static):
-            return self.binary(node, "add", args[0], _negated(self.static(args[1])))
+            return self.binary(node, "add", args[0], -self.static(args[1]))
         if f in (operator.truediv, torch.div) and isinstance(self.arg(args[1]), _Static) and not kw:
-            return self.binary(node, "mul", args[0], _inverse(self.static(args[1])))
+            return self.binary(node, "mul", args[0], 1.0 / self.static(args[1]))
         if f is torch.flatten:
             return self.flatten(node, args[0], _get(args, kw, 1, "start_dim", 0), _get(args, kw, 2, "end_dim", -1))
         if f is torch.cat:
@@ -637,14 +637,6 @@ def _per_channel(value: Any, x: _Value) -> torch.Tensor | None:
     if trimmed != want or any(d != 1 for d in k.shape[:-len(want)]):
         return None
     return squeezed.clone()
-
-
-def _negated(v: Any) -> Any:
-    return -v
-
-
-def _inverse(v: Any) -> Any:
-    return 1.0 / v if not isinstance(v, torch.Tensor) else 1.0 / v
 
 
 def _get(args: tuple, kw: dict, i: int, key: str, default: Any) -> Any:

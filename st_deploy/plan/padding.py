@@ -18,6 +18,7 @@ blocking, and are not padded.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -96,11 +97,13 @@ def pad_channels(graph: Graph, block: int = BLOCK) -> tuple[Graph, list[dict[str
     if not pad:
         return graph, []
     counts = channel_counts(graph)
-    g = graph.clone()
+    # New nodes, attrs and param dicts; tensors shared (the edits below replace them, never write into them).
+    g = Graph([Node(n.name, n.op, list(n.inputs), copy.deepcopy(n.attrs), dict(n.params)) for n in graph.nodes],
+              list(graph.inputs), list(graph.outputs))
     for n in g.nodes:
         out, x = pad.get(n.name, 0), pad.get(n.inputs[0], 0) if n.inputs else 0
         if n.op in ("conv2d", "linear") and (out or x):
-            dw = _is_dw(graph.node(n.name), counts)
+            dw = _is_dw(n, counts)  # groups is changed only below
             for k in ("weight", "mask"):
                 w = _grow(n.params[k], 0, out) if out else n.params[k]
                 n.params[k] = _grow(w, 1, x) if x and not dw else w

@@ -78,8 +78,9 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = N
     ort-sparse; an artifact folder: what it serves); where st-deploy chose them, the result's
     "runtimes_chosen" says which and why (see runtimes.choose_runtimes).
 
-    Within one thread count all configurations run round-robin, one call each per round, so
-    drift of the machine (frequency, other load) hits every runtime alike. A configuration's
+    Within one thread count all configurations run round-robin, so drift of the machine
+    (frequency, other load) hits every runtime alike: one call each per turn at one thread,
+    3 untimed and 5 timed calls per turn at more (see _schedule). A configuration's
     first call is its cold latency; `warmup` calls follow untimed; then rounds continue until
     each has `repeat` timings and at least `min_time` seconds of them.
 
@@ -108,14 +109,18 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = N
             done = 0
             start = time.perf_counter()
             rounds = 0
+            settle, block = _schedule(n_threads)
             while True:
                 for c in configs[rounds % len(configs):] + configs[: rounds % len(configs)]:
-                    t0 = time.perf_counter()
-                    c.run(c.x)
-                    c.times.append(time.perf_counter() - t0)
-                    done += 1
-                    if progress:
-                        progress(min(done, total), total)
+                    for _ in range(settle if len(configs) > 1 else 0):
+                        c.run(c.x)
+                    for _ in range(block):
+                        t0 = time.perf_counter()
+                        c.run(c.x)
+                        c.times.append(time.perf_counter() - t0)
+                        done += 1
+                        if progress:
+                            progress(min(done, total), total)
                 rounds += 1
                 enough = all(len(c.times) >= repeat and sum(c.times) >= min_time for c in configs)
                 if enough or time.perf_counter() - start > max(600.0, 10 * min_time):
@@ -131,7 +136,20 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = N
         _add_memory(src, records, shape, min(warmup, 3), memory_iters)
     _add_speedups(records, baseline)
     return {"records": [r.flat() for r in records], "machine": machine_info(),
-            "input_shape": shape, "baseline": baseline, "device": device, "runtimes_chosen": chosen}
+            "input_shape": shape, "baseline": baseline, "device": device, "runtimes_chosen": chosen,
+            "schedule": {str(t): dict(zip(("untimed_per_turn", "timed_per_turn"), _schedule(t))) for t in threads}}
+
+
+def _schedule(n_threads: int) -> tuple[int, int]:
+    """(untimed calls, timed calls) each configuration makes per turn.
+
+    One thread: one call a turn, so drift of the machine hits every runtime alike. More threads:
+    ORT's and TVM's idle workers spin for a while after a call, and a configuration that runs right
+    after another multi-threaded one finds its cores taken. Measured here (example ticket, two ORT
+    dense sessions at 2 threads): alternating call by call 39 ms, alone 17 ms; turns of 3 untimed
+    and 5 timed calls 16.3 ms. So with threads > 1 configurations take turns in blocks.
+    """
+    return (0, 1) if n_threads == 1 else (3, 5)
 
 
 def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batches: Sequence[int],

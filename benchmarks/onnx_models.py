@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from st_deploy.export import export  # noqa: E402
 from st_deploy.loaders import load_ticket  # noqa: E402
-from st_deploy.ort import ort_session  # noqa: E402
+from st_deploy.runtime.ort import ort_session  # noqa: E402
 
 
 def run_interleaved(sessions: dict[str, object], x: np.ndarray, rounds: int, warmup: int = 3) -> dict[str, np.ndarray]:
@@ -49,7 +49,7 @@ def time_interleaved(sessions: dict[str, object], x: np.ndarray, rounds: int) ->
 
 
 def arrangements(out: Path, t: int) -> dict[str, object]:
-    """Sparse-model sessions that differ from st_deploy.ort's default in one setting each."""
+    """Sparse-model sessions that differ from st_deploy.runtime.ort's default in one setting each."""
     sp, dn = out / "model.sparse.onnx", out / "model.dense.onnx"
     v = {"dense (ORT all, spinning)": ort_session(dn, threads=t),
          "dense (ORT extended)": ort_session(dn, threads=t, optimization="extended"),
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--format", default="auto", choices=["auto", "sparse", "dense"])
     ap.add_argument("--sparse-opt", default=None, choices=["disable", "basic", "extended", "all"],
-                    help="ORT optimisation level of the sparse session (default: st_deploy.ort's)")
+                    help="ORT optimisation level of the sparse session (default: st_deploy.runtime.ort's)")
     ap.add_argument("--arrangements", action="store_true",
                     help="also time the sparse model under other ORT arrangements (optimisation level, "
-                         "spinning, ORT vs kernel thread split) to show why st_deploy.ort's defaults are what they are")
+                         "spinning, ORT vs kernel thread split) to show why st_deploy.runtime.ort's defaults are what they are")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
 

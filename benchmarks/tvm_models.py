@@ -27,7 +27,7 @@ from st_deploy.compact import compact  # noqa: E402
 from st_deploy.export import export  # noqa: E402
 from st_deploy.export.tvm import export_tvm  # noqa: E402
 from st_deploy.loaders import load_ticket  # noqa: E402
-from st_deploy.runner import load  # noqa: E402
+from st_deploy.runtime.runner import load  # noqa: E402
 
 
 def time_interleaved(runs: dict[str, object], x: np.ndarray, rounds: int, warmup: int = 3) -> dict[str, float]:

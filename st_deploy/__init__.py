@@ -7,8 +7,7 @@ from .ticket import Ticket  # noqa: E402
 # Load the stage subpackages first: importing a submodule binds it as an attribute of this
 # package, so doing it later would shadow the API functions of the same names below.
 from . import compact as _compact_stage, export as _export_stage, inspect as _inspect_stage  # noqa: E402,F401
-from .ort import ort_library_path, ort_session  # noqa: E402
-from .runner import load  # noqa: E402
+from .runtime import load, ort_library_path, ort_session  # noqa: E402
 from .api import compact, export, inspect, load_ticket, make_example, pack, save_ticket  # noqa: E402
 
 __all__ = ["__version__", "DeployError", "FidelityError", "Ticket", "load_ticket", "save_ticket",

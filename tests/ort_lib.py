@@ -15,8 +15,8 @@ import pytest
 
 
 def require_ort_library() -> Path:
-    from st_deploy.libpath import candidates
-    from st_deploy.ort import ENV_LIB, ort_library_path
+    from st_deploy.runtime.libpath import candidates
+    from st_deploy.runtime.ort import ENV_LIB, ort_library_path
     lib = ort_library_path()
     if lib.is_file():
         return lib

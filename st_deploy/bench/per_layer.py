@@ -32,7 +32,7 @@ def _node_formats(model_path: Path) -> dict[str, tuple[str, str]]:
 def ort_per_layer(model_path: Path, x: np.ndarray, threads: int = 1, runs: int = 20,
                   warmup: int = 3) -> dict[str, Any]:
     """Mean time per node over `runs` profiled runs: [{node, op, format, mean_us, share}], total."""
-    from ..ort import ort_session
+    from ..runtime.ort import ort_session
     model_path = Path(model_path)
     if runs < 1:
         raise DeployError("--per-layer needs at least one run")
@@ -130,7 +130,7 @@ def tvm_per_layer(folder: Path, x: np.ndarray, threads: int = 1, runs: int = 20,
     "attributed", "note", "method" and "run_us" (whole runs with and without the instrument, so
     the instrument's overhead is visible).
     """
-    from ..runner import load
+    from ..runtime.runner import load
     folder = Path(folder)
     if runs < 1:
         raise DeployError("--per-layer needs at least one run")

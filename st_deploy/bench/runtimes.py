@@ -163,7 +163,7 @@ def toolkit_fingerprint() -> str:
                 h.update(str(p.relative_to(src)).encode())
                 h.update(p.read_bytes())
     else:
-        from ..libpath import candidates
+        from ..runtime.libpath import candidates
         for p in candidates("libst_deploy_ort.so")[:1]:
             if p.is_file():
                 h.update(p.read_bytes())
@@ -198,7 +198,7 @@ def prepare(runtime: str, source: BenchSource, threads: int, device: str = "cpu"
     if runtime == "torch-compact":
         return _torch_runner(source.compacted().module, threads)
     if runtime in ("ort-dense", "ort-sparse"):
-        from ..ort import ort_session
+        from ..runtime.ort import ort_session
         folder = source.exported("onnx")
         model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
         if not model.is_file():
@@ -207,7 +207,7 @@ def prepare(runtime: str, source: BenchSource, threads: int, device: str = "cpu"
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})
     if runtime in ("tvm-dense", "tvm-sparse"):
-        from ..runner import load
+        from ..runtime.runner import load
         target = "cuda" if device == "cuda" else source.target
         folder = source.exported(target, "auto" if runtime == "tvm-sparse" else "dense")
         runner = load(folder, threads=threads)

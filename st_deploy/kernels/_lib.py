@@ -23,7 +23,7 @@ def library_path() -> Path:
     env = os.environ.get(ENV_LIB)
     if env:
         return Path(env)
-    from st_deploy.libpath import candidates
+    from st_deploy.runtime.libpath import candidates
     found = candidates(LIB_NAME)
     return next((p for p in found if p.is_file()), found[0])
 

@@ -47,7 +47,7 @@ def library_path() -> Path:
     if env:
         return Path(env)
     try:
-        from st_deploy.libpath import candidates
+        from st_deploy.runtime.libpath import candidates
         found = candidates(LIB_NAME)
     except ImportError:
         found = [Path(__file__).resolve().parents[1] / "_lib" / LIB_NAME]

@@ -88,7 +88,7 @@ def measure_spec(spec: dict[str, Any], sparsities: tuple[float, ...], tmp: Path,
     lands on all of them alike instead of skewing whichever ran during it.
     """
     from ..graph.shapes import infer_shapes
-    from ..ort import ort_session
+    from ..runtime.ort import ort_session
     from ..graph.kinds import sparse_formats
     variants: list[tuple[str, float]] = [("dense", 0.0)]
     variants += [(f, s) for s in sparsities for f in sparse_formats(spec["kind"])]
@@ -145,7 +145,7 @@ def _check_spec(spec: Any) -> None:
 def run_tune(target: str, shapes: Iterable[dict[str, Any]] | None, quick: bool, out: str | Path | None) -> Path:
     if target != "llvm":
         raise DeployError(f"tune --target {target!r}: only 'llvm' (this machine's CPU) can be measured here")
-    from ..ort import ort_library_path
+    from ..runtime.ort import ort_library_path
     if not ort_library_path().is_file():
         raise DeployError(f"tune needs the st.sparse ONNX Runtime library ({ort_library_path()}); build the package")
     specs = list(shapes) if shapes is not None else (QUICK_SHAPES if quick else DEFAULT_SHAPES)

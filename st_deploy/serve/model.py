@@ -4,7 +4,7 @@ Needs: an st-deploy artifact folder (manifest.json) or any runner object with `.
 Promises: `submit(request)` returns a Future of {output name: array} for that request alone.
 
 Instances are worker threads taking work from one bounded queue and calling one shared runner
-(every runner is safe under concurrent callers, st_deploy.runner): N instances run up to N
+(every runner is safe under concurrent callers, st_deploy.runtime.runner): N instances run up to N
 batches at once. Where the artifact's batch dimension is dynamic (an ONNX export, "N" in the
 manifest), a worker that takes a request also takes the requests already queued behind it, and
 waits up to max_delay_ms for more, while their batches sum to at most max_batch; it runs them as
@@ -127,7 +127,7 @@ class ServedModel:
             w.start()
 
     def _load_runner(self) -> Any:
-        from ..runner import load
+        from ..runtime.runner import load
         return load(self.folder, threads=self.threads, dense=self.runtime == "ort-dense",
                     max_vms=self.instances if self.runtime == "tvm" else None)
 

@@ -64,7 +64,7 @@ def write_triton_repo(artifact: str | Path, repo: str | Path, name: str | None =
     copied and named only where the model uses st.sparse ops.
     """
     from ..loaders.atomic import atomic_dir
-    from ..ort import LIBRARY_NAME, _uses_sparse_ops, ort_library_path
+    from ..runtime.ort import LIBRARY_NAME, _uses_sparse_ops, ort_library_path
     artifact, repo = Path(artifact), Path(repo)
     manifest = read_manifest(artifact)
     if artifact_kind(manifest) != "onnx":

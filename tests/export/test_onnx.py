@@ -16,7 +16,7 @@ from graphs import every_op_graph
 from st_deploy.errors import DeployError, FidelityError
 from st_deploy.export import export
 from st_deploy.graph.module import GraphModule
-from st_deploy.ort import ort_session
+from st_deploy.runtime.ort import ort_session
 from tests.conftest import needs_samples
 
 

@@ -15,7 +15,7 @@ from st_deploy.graph.ir import Graph, Node
 from st_deploy.graph.module import GraphModule
 from st_deploy.graph.shapes import infer_shapes
 from st_deploy.export.onnx.sparse_ops import sparse_model
-from st_deploy.ort import ort_session
+from st_deploy.runtime.ort import ort_session
 from tests.ort_lib import require_ort_library
 from st_deploy.plan import planned
 

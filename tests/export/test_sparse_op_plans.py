@@ -32,7 +32,7 @@ def one_node_model(fmt: str, w: np.ndarray, b: np.ndarray, pad: int) -> bytes:
 @pytest.mark.parametrize("fmt", ["csr", "bsr4x1"])
 @pytest.mark.parametrize("threads,parallel", [(1, None), (2, "ort")])
 def test_sizes_in_turn_each_get_their_plan(tmp_path, fmt, threads, parallel):
-    from st_deploy.ort import ort_session
+    from st_deploy.runtime.ort import ort_session
     rng = np.random.default_rng(3)
     cout, cin, k = 24, 10, 3
     w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)

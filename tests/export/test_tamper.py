@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from graphs import every_op_graph
 from st_deploy.errors import DeployError
 from st_deploy.export import export
-from st_deploy.ort import ort_session
+from st_deploy.runtime.ort import ort_session
 from tests.ort_lib import require_ort_library
 
 

@@ -47,7 +47,7 @@ def manifest(out: Path) -> dict[str, Any]:
 def check_against(out: Path, reference: Any, shape: tuple[int, ...], seed: int = 1) -> float:
     """Relative error of the artifact (st_deploy.load) vs `reference` on a fresh seeded input
     (a different one from the exporter's own fidelity check)."""
-    from st_deploy.runner import load
+    from st_deploy.runtime.runner import load
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         ref = reference(x)

@@ -27,7 +27,7 @@ def test_shared_sample_matches(samples, tmp_path, name):
     import numpy as np
 
     from st_deploy.loaders import load_ticket
-    from st_deploy.runner import load
+    from st_deploy.runtime.runner import load
     ticket = load_ticket(samples / f"{name}.state_dict")
     io = torch.load(samples / f"{name}.io.pt", map_location="cpu", weights_only=True)
     shape = tuple(io["x"].shape)

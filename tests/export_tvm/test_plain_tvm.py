@@ -75,7 +75,7 @@ def test_two_artifacts_and_kernel_library_in_one_process(two_artifacts):
 
 def test_runner_threads(two_artifacts):
     from st_deploy.errors import DeployError
-    from st_deploy.runner import load
+    from st_deploy.runtime.runner import load
     a, _ = two_artifacts
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
     y1, y2 = load(a, threads=1).run(x), load(a, threads=2).run(x)

@@ -100,7 +100,7 @@ def test_cuda_build_links_our_cuda_kernels_for_every_layer(cuda_artifact):
 def test_cuda_artifact_without_a_gpu_says_so(cuda_artifact):
     import tvm
 
-    from st_deploy.runner import load
+    from st_deploy.runtime.runner import load
     if tvm.cuda(0).exist:
         pytest.skip("this machine has a GPU: test_cuda_artifact_runs_on_the_gpu covers it")
     with pytest.raises(DeployError, match="cannot run cuda artifacts|no such device"):

@@ -33,7 +33,7 @@ class Invalid(Exception):
 
 def capture(model_path: str, x: np.ndarray) -> dict[str, dict[str, Any]]:
     """name -> spec of every SparseConv node, with X / R taken from a run of the whole model."""
-    from st_deploy.ort import ort_session
+    from st_deploy.runtime.ort import ort_session
     m = onnx.load(model_path)
     nodes = [n for n in m.graph.node if n.op_type == "SparseConv"]
     want = sorted({i for n in nodes for i in (n.input[0], *n.input[5:]) if i})
@@ -118,7 +118,7 @@ def build(spec: dict[str, Any]) -> tuple[bytes, dict[str, np.ndarray]]:
 def run_model(task: tuple[bytes, dict[str, np.ndarray], int, str]) -> tuple[str, Any]:
     """("create-error", msg) | ("run-error", msg) | ("ok", output)."""
     from st_deploy import DeployError
-    from st_deploy.ort import ort_session
+    from st_deploy.runtime.ort import ort_session
 
     from tests.fuzz.isolate import scratch_file
     data, feeds, threads, parallel = task

@@ -35,7 +35,7 @@ def parse(folder: Path):
 
 
 def test_sparse_repository(onnx_artifact, tmp_path):
-    from st_deploy.ort import LIBRARY_NAME
+    from st_deploy.runtime.ort import LIBRARY_NAME
     from st_deploy.serve import write_triton_repo
     model = write_triton_repo(onnx_artifact, tmp_path / "repo", name="mnv2", instances=2, threads=2)
     assert model == tmp_path / "repo" / "mnv2"

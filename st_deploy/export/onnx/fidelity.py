@@ -38,6 +38,6 @@ def compare(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str, float]:
 
 
 def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> list[np.ndarray]:
-    from ...ort import ort_session
+    from ...runtime.ort import ort_session
     sess = ort_session(path, threads=threads)
     return sess.run(None, {sess.get_inputs()[0].name: x})

@@ -100,7 +100,7 @@ def _build(lowered_mod: Any, spec: TargetSpec, folder: Path) -> dict[str, Any]:
 
 
 def _run_built(folder: Path, manifest: dict[str, Any], x: Any) -> list[Any]:
-    from ...runner import TVMRunner
+    from ...runtime.runner import TVMRunner
     runner = TVMRunner(folder, manifest, threads=1)
     y = runner.run(x)
     return y if isinstance(y, list) else [y]

@@ -5,7 +5,7 @@ kernels on llvm targets, the CUDA kernels (nvcc machine code, static CUDA runtim
 model.so loads with tvm.runtime.load_module alone. TVM's own kernels for the other ops on cuda:
 the pip build of TVM 0.27 stores them as CUDA source in model.so (measured: the
 tvm_callback_cuda_compile hook is not called at export), compiled for the GPU at first use
-(st_deploy.runner registers the hook).
+(st_deploy.runtime.runner registers the hook).
 """
 
 from __future__ import annotations

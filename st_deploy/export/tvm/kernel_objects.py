@@ -38,7 +38,7 @@ KEEP_PER_ARCH = 3  # cache entries kept per architecture (older kernel sources a
 
 def kernel_sources() -> Path:
     """The kernels/ folder of the st-deploy source tree (needed to link kernels into model.so)."""
-    from ...libpath import candidates
+    from ...runtime.libpath import candidates
     # A source checkout first, then the copy `pip install .` puts in st_deploy/_lib/kernels_src.
     roots = [Path(__file__).resolve().parents[3] / "kernels", *candidates("kernels_src")]
     for root in roots:

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from ...arch import host_arch
+from ...runtime.arch import host_arch
 from ...errors import DeployError
 
 FRIENDLY = ("llvm", "aarch64", "rasp4", "cuda")

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import DeployError
+from ..errors import DeployError
 
 LIBRARY_NAME = "libst_deploy_ort.so"
 # Points at a development build (e.g. build/kernels/ort/libst_deploy_ort.so) instead of the installed one.

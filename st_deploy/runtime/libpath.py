@@ -10,9 +10,10 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-from .errors import DeployError
+from ..errors import DeployError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+# st_deploy/ (this file is st_deploy/runtime/libpath.py): pip install puts the libraries in its _lib
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def candidates(name: str) -> list[Path]:

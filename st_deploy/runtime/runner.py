@@ -2,7 +2,7 @@
 
 A TVM artifact (manifest target tvm) loads model.so with tvm.runtime.load_module and runs its
 "main" in a Relax VM; the kernels inside model.so get their own thread count. An ONNX artifact
-runs in onnxruntime through st_deploy.ort.ort_session (model.sparse.onnx unless dense=True).
+runs in onnxruntime through st_deploy.runtime.ort.ort_session (model.sparse.onnx unless dense=True).
 
 Every runner may be called from many threads at once. ONNX Runtime's InferenceSession.run is
 thread-safe, so an ORTRunner shares one session. A Relax VM is not (it keeps registers and the
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import MANIFEST_FILE
-from .errors import DeployError
+from ..artifact import MANIFEST_FILE
+from ..errors import DeployError
 
 MANIFEST = MANIFEST_FILE
 TVM_FORMAT_VERSION = 1
@@ -213,7 +213,7 @@ class ORTRunner:
         try:
             from .ort import ort_session
         except ImportError:
-            raise DeployError(f"{folder}: running ONNX artifacts needs st_deploy.ort (not in this install)") from None
+            raise DeployError(f"{folder}: running ONNX artifacts needs st_deploy.runtime.ort (not in this install)") from None
         name = "model.dense.onnx" if dense else "model.sparse.onnx"
         if not (folder / name).is_file():
             raise DeployError(f"{folder}: {name} is missing")

@@ -92,7 +92,7 @@ def inspect_cmd(ticket: Path, threshold: float, input_shape: str | None, as_json
                 load_kwargs: dict) -> None:
     """Per-layer table (shape, mask sparsity, unselected channels, FLOPs) and totals."""
     from .api import inspect
-    from .report import print_inspect
+    from .io.tables import print_inspect
     report = inspect(ticket, threshold=threshold, input_shape=parse_shape(input_shape), **load_kwargs)
     emit_json(report) if as_json else print_inspect(report)
 
@@ -161,7 +161,7 @@ def compact_cmd(ticket: Path, out: Path, threshold: float, force: bool, as_json:
     if as_json:
         emit_json({"out": str(out), **result.report})
         return
-    from .report import print_compact
+    from .io.tables import print_compact
     print_compact(result.report)
     click.echo(f"wrote {out}")
 
@@ -213,7 +213,7 @@ def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | N
     if as_json:
         emit_json({**manifest, "triton_model": str(triton)} if triton else manifest)
         return
-    from .report import print_manifest
+    from .io.tables import print_manifest
     print_manifest(manifest, folder)
     if triton:
         click.echo(f"wrote Triton model {triton} (config.pbtxt, 1/model.onnx)")
@@ -342,7 +342,7 @@ class _progress:
 def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) -> dict[str, Any]:
     from .bench.core import seeded_input
     from .bench.per_layer import ort_per_layer, tvm_per_layer
-    from .report import print_per_layer
+    from .io.tables import print_per_layer
     out: dict[str, Any] = {}
     x = seeded_input([1, *shape[1:]])
     for runtime in names:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .errors import DeployError
-from .loaders.atomic import atomic_dir
+from .io.atomic import atomic_dir
 from .models.supertickets import (HighResolutionNet, InvertedResidual, MaskedBatchNorm2d,
                                   MaskedConv2d, supernet_arch)
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..loaders.atomic import atomic_path
-from ..report import print_table
+from ..io.atomic import atomic_path
+from ..io.tables import print_table
 
 CSV_COLUMNS = ("runtime", "threads", "batch", "n", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
                "std_ms", "throughput_items_s", "cold_ms", "peak_rss_mb", "baseline_rss_mb", "speedup", "baseline",

@@ -17,7 +17,7 @@ from ..errors import DeployError
 from ..graph.ir import Graph
 from ..graph.module import GraphModule
 from ..ticket import Ticket
-from .atomic import atomic_path
+from ..io.atomic import atomic_path
 from .checks import as_state_dict, load_checked, read_tensors_only, sha256_of
 
 FORMAT = "st-deploy-ticket"

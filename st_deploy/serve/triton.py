@@ -63,7 +63,7 @@ def write_triton_repo(artifact: str | Path, repo: str | Path, name: str | None =
     dense: serve model.dense.onnx (no custom ops) instead of model.sparse.onnx. The library is
     copied and named only where the model uses st.sparse ops.
     """
-    from ..loaders.atomic import atomic_dir
+    from ..io.atomic import atomic_dir
     from ..runtime.ort import LIBRARY_NAME, _uses_sparse_ops, ort_library_path
     artifact, repo = Path(artifact), Path(repo)
     manifest = read_manifest(artifact)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from st_deploy import DeployError, load_ticket, save_ticket
-from st_deploy.loaders.atomic import atomic_dir, atomic_path
+from st_deploy.io.atomic import atomic_dir, atomic_path
 
 
 def _spawn(*args: str) -> subprocess.Popen:
@@ -116,7 +116,7 @@ _READ_ONLY_CHILD = """
 import os, sys
 from pathlib import Path
 from st_deploy import DeployError
-from st_deploy.loaders.atomic import atomic_dir
+from st_deploy.io.atomic import atomic_dir
 if os.geteuid() == 0:  # drop to an unprivileged user after the imports (the interpreter may sit in /root)
     os.setgroups([])
     os.setresgid({uid}, {uid}, {uid})
@@ -216,7 +216,7 @@ def test_disk_full(tmp_path, example_ticket):
 def test_atomic_dir_without_exchange(tmp_path, monkeypatch):
     """A file system or kernel without renameat2 RENAME_EXCHANGE: atomic_dir moves the old folder
     aside, renames the new one in, and removes the old one; nothing else is left."""
-    from st_deploy.loaders import atomic
+    from st_deploy.io import atomic
     art = tmp_path / "art"
     art.mkdir()
     (art / "old.txt").write_text("old")
@@ -233,7 +233,7 @@ def test_atomic_dir_without_exchange(tmp_path, monkeypatch):
 def test_atomic_file_gets_the_umask_permissions_not_the_temporary_private_ones(tmp_path):
     import os
 
-    from st_deploy.loaders.atomic import atomic_path
+    from st_deploy.io.atomic import atomic_path
     old = os.umask(0o022)
     try:
         with atomic_path(tmp_path / "f.txt") as t:

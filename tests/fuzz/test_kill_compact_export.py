@@ -182,14 +182,14 @@ def test_kill_right_after_the_swap_keeps_a_complete_folder_and_cleans_up_later(t
     RENAME_EXCHANGE). The requested name must hold the complete new artifact, the old one sits in
     a hidden temporary of the dead process, and the next write to the same name removes it.
     """
-    from st_deploy.loaders import atomic
+    from st_deploy.io import atomic
     art = tmp_path / "art"
     art.mkdir()
     (art / "old.txt").write_text("old")
     code = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from st_deploy.loaders import atomic
+        from st_deploy.io import atomic
         real = atomic._exchange
         def exchange(a, b):
             assert real(a, b), "this file system has no RENAME_EXCHANGE"

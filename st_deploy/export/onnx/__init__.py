@@ -21,7 +21,7 @@ from ...artifact import DENSE_ONNX, MANIFEST_FILE, SPARSE_ONNX
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
-from ...loaders.atomic import atomic_dir
+from ...io.atomic import atomic_dir
 from ...plan import Plan, plan as make_plan, planned
 from ...plan.padding import BLOCK, MAX_GROWTH, pad_channels
 from ...graph.shapes import infer_shapes

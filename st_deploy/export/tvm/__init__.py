@@ -22,7 +22,7 @@ from ...artifact import MANIFEST_FILE
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
-from ...loaders.atomic import atomic_dir
+from ...io.atomic import atomic_dir
 from ...graph.kinds import layer_kind, sparse_formats
 from ...plan import Plan, plan as make_plan, planned
 from ...plan.formats import sparsity_of

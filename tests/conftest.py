@@ -1,4 +1,5 @@
-"""Shared fixtures: the SuperTickets samples from ../shared (skipped where absent)."""
+"""Shared fixtures: the SuperTickets samples from ../shared (skipped where absent), the example ticket,
+the st.sparse library, and one small artifact of each kind."""
 
 from __future__ import annotations
 
@@ -42,3 +43,32 @@ def example_ticket(tmp_path_factory) -> Path:
     """The built-in example ticket, written once per session."""
     from st_deploy.example import make_example
     return make_example(tmp_path_factory.mktemp("example") / "ex", seed=0)
+
+
+@pytest.fixture(scope="session")
+def ort_lib() -> Path:
+    """The st.sparse library: a missing one fails in CI and wherever the kernels were built
+    (tests/ort_lib.py), and skips only in a checkout with no native build at all."""
+    from tests.ort_lib import require_ort_library
+    return require_ort_library()
+
+
+def _serve_ticket():
+    from tests.tickets import masked_zoo_ticket
+    return masked_zoo_ticket("mobilenetv2_like", seed=0, density=0.2)
+
+
+@pytest.fixture(scope="session")
+def onnx_artifact(tmp_path_factory, ort_lib) -> Path:
+    """mobilenetv2_like, 80 % masks, 32x32: model.dense.onnx + model.sparse.onnx, batch dim "N"."""
+    from st_deploy.api import export
+    from tests.artifacts import SERVE_SHAPE
+    return export(_serve_ticket(), target="onnx", out=tmp_path_factory.mktemp("serve") / "onnx", input_shape=SERVE_SHAPE)
+
+
+@pytest.fixture(scope="session")
+def tvm_artifact(tmp_path_factory) -> Path:
+    """The same ticket as a TVM llvm artifact for this CPU (batch fixed at 1)."""
+    from st_deploy.api import export
+    from tests.artifacts import SERVE_SHAPE
+    return export(_serve_ticket(), target="llvm", out=tmp_path_factory.mktemp("serve") / "tvm", input_shape=SERVE_SHAPE)

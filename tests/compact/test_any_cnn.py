@@ -20,8 +20,8 @@ from st_deploy.compact.pipeline import run_passes
 from st_deploy.errors import DeployError
 from st_deploy.ticket import Ticket
 
-from compact_builders import assert_close, mask_generic, run_graph
-from naive_passes import naive_run_passes
+from tests.compact.compact_builders import assert_close, mask_generic, run_graph
+from tests.compact.naive_passes import naive_run_passes
 
 
 class AllOps(nn.Module):

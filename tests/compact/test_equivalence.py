@@ -23,8 +23,8 @@ from st_deploy.graph.ir import Graph
 from st_deploy.models.supertickets import HighResolutionNet
 from st_deploy.ticket import Ticket
 
-import naive_passes as naive
-from compact_builders import random_arch, random_params, random_supernet_ticket, randomise_supernet, zoo_ticket
+import tests.compact.naive_passes as naive
+from tests.compact.compact_builders import random_arch, random_params, random_supernet_ticket, randomise_supernet, zoo_ticket
 
 
 def differences(a, b, path="graph") -> list[str]:

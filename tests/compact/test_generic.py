@@ -10,7 +10,7 @@ from st_deploy.compact.pipeline import run_passes
 from st_deploy.errors import DeployError
 from st_deploy.ticket import Ticket
 
-from compact_builders import assert_close, mask_generic, run_graph, zoo_ticket
+from tests.compact.compact_builders import assert_close, mask_generic, run_graph, zoo_ticket
 
 
 @pytest.mark.parametrize("factory,kwargs", [("resnet18_like", {"width": 8}),

@@ -8,7 +8,7 @@ from st_deploy.compact.fold_const import fold_constants
 from st_deploy.graph.build import GraphBuilder
 from st_deploy.graph.validate import validate_graph_dict
 
-from compact_builders import assert_close, run_graph
+from tests.compact.compact_builders import assert_close, run_graph
 
 G = torch.Generator().manual_seed(0)
 

@@ -9,7 +9,7 @@ from st_deploy.compact import compact, lower
 from st_deploy.compact.pipeline import run_passes
 from st_deploy.graph.validate import validate_graph_dict
 
-from compact_builders import assert_close, random_supernet_ticket, run_graph
+from tests.compact.compact_builders import assert_close, random_supernet_ticket, run_graph
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

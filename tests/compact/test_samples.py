@@ -10,7 +10,7 @@ from st_deploy.graph.ir import Graph
 from st_deploy.loaders.supertickets import load_supertickets
 from st_deploy.models.supertickets import MaskedConv2d
 
-from compact_builders import assert_close, run_graph
+from tests.compact.compact_builders import assert_close, run_graph
 
 SAMPLES = ("cls_mini_supernet", "cls_mini_searched", "seg_mini_supernet")
 

@@ -1,7 +1,7 @@
 """Hostile sparse ONNX models: every mutated st.sparse::SparseConv ends in a clear error or a
 correct result, never a crash, a hang or a silent wrong answer.
 
-The SparseConv nodes of a small exported model (tests/export/graphs.every_op_graph: CSR, 4x1 BSR,
+The SparseConv nodes of a small exported model (tests/graphs.every_op_graph: CSR, 4x1 BSR,
 depthwise CSR, linear, fused residuals, stride 2, every activation) are cut out one at a time as
 one-node models, with their real inputs captured from a run of the whole model. Hypothesis
 mutates them (indices, indptr, array lengths, geometry attributes, schema, dtypes and wiring,
@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,10 +42,8 @@ TALLY = OutcomeTally()
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory) -> dict:
     require_ort_library()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
-    from graphs import every_op_graph
-
     from st_deploy.export import export
+    from tests.graphs import every_op_graph
     out = export(every_op_graph(), out=tmp_path_factory.mktemp("sparse") / "o", input_shape=(1, 3, 32, 32),
                  format="sparse")
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)

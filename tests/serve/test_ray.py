@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.serve.conftest import inputs
+from tests.artifacts import inputs
 
 pytest.importorskip("ray.serve", reason='Ray Serve is optional: pip install "st-deploy[ray]"')
 tritonhttp = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the test extra")

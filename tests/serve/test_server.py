@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.serve.conftest import inputs
+from tests.artifacts import inputs
 
 tritonhttp = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the test extra")
 

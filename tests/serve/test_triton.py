@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.serve.conftest import inputs
+from tests.artifacts import inputs
 
 tritonclient = pytest.importorskip("tritonclient", reason="tritonclient[http] is in the test extra")
 
@@ -90,7 +90,7 @@ def test_tvm_artifact_has_no_triton_repository(tvm_artifact, tmp_path):
 
 def test_cli_export_triton_repo(tmp_path, ort_lib):
     from st_deploy.api import pack
-    from tests.export_tvm.conftest import masked_zoo_ticket
+    from tests.tickets import masked_zoo_ticket
     ticket = pack(masked_zoo_ticket("mobilenetv2_like", seed=1, density=0.2), tmp_path / "t.pt")
     run = [sys.executable, "-m", "st_deploy", "export", str(ticket), "--target", "onnx", "-o", str(tmp_path / "a"),
            "--input-shape", "1,3,32,32", "--triton-repo", str(tmp_path / "repo"), "--triton-instances", "3",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from graphs import every_op_graph
+from tests.graphs import every_op_graph
 from st_deploy.errors import DeployError
 from st_deploy.plan import plan, tune
 from st_deploy.plan.cost import KINDS, CostTable, cached_table_path, default_table, load_table
@@ -106,7 +106,7 @@ def test_tune_writes_a_usable_table(tmp_path: Path, ort_lib: Path) -> None:
     assert all(p["us"] > 0 for p in table.points)
     with pytest.raises(DeployError, match="has no dense conv measurements"):
         plan(every_op_graph(), input_shape=SHAPE, cost_table=path)  # the stem is a 3x3 conv
-    from graphs import _conv
+    from tests.graphs import _conv
     from st_deploy.graph.ir import Graph
     gen = torch.Generator().manual_seed(0)
     g = Graph([_conv("pw", "x", 16, 32, 1, gen), _conv("dw", "pw", 32, 32, 3, gen, groups=32)], ["x"], ["dw"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import REL, check_against, manifest, masked_zoo_ticket
+from tests.artifacts import REL, check_against, manifest
+from tests.tickets import masked_zoo_ticket
 from st_deploy.export.tvm import export_tvm
 
 

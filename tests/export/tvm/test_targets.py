@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import check_against, manifest
+from tests.artifacts import check_against, manifest
 from st_deploy.errors import DeployError
 from st_deploy.export.tvm import export_tvm, resolve_target
 from st_deploy.export.tvm.build import dynamic_symbols, elf_info

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from graphs import every_op_graph
+from tests.graphs import every_op_graph
 from st_deploy.errors import DeployError
 from st_deploy.export import export
 from st_deploy.runtime.ort import ort_session

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from graphs import _conv
+from tests.graphs import _conv
 from st_deploy.graph.ir import Graph, Node
 from st_deploy.graph.module import GraphModule
 from st_deploy.graph.shapes import infer_shapes

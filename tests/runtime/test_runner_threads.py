@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.serve.conftest import inputs
+from tests.artifacts import inputs
 
 THREADS, CALLS, DEADLINE_S = 4, 25, 120.0
 

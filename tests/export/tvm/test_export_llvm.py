@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import REL, check_against, manifest
+from tests.artifacts import REL, check_against, manifest
 from st_deploy.errors import DeployError, FidelityError
 from st_deploy.export.tvm import export_tvm
 from st_deploy.graph.module import GraphModule

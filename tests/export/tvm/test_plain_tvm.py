@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REL
+from tests.artifacts import REL
 from st_deploy.export.tvm import export_tvm
 from st_deploy.graph.module import GraphModule
 

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from graphs import every_op_graph
+from tests.graphs import every_op_graph
 from st_deploy.errors import DeployError, FidelityError
 from st_deploy.export import export
 from st_deploy.graph.module import GraphModule

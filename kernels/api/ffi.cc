@@ -294,6 +294,8 @@ void set_conv1x1_path(String path) { check_rc(st_set_conv1x1_path(path.c_str()))
 String conv1x1_path() { return String(st_conv1x1_path()); }
 void set_num_threads(int64_t n) { check_rc(st_set_num_threads(to_i32("set_num_threads", "n", n))); }
 int64_t get_num_threads() { return st_get_num_threads(); }
+void set_spin_us(int64_t us) { check_rc(st_set_spin_us(to_i32("set_spin_us", "us", us))); }
+int64_t get_spin_us() { return st_get_spin_us(); }
 Array<String> variants() {
   Array<String> out;
   for (int32_t i = 0; i < st_variant_count(); ++i) {
@@ -320,6 +322,8 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_num_threads, st_ffi::set_num_threads);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_conv1x1_path, st_ffi::set_conv1x1_path);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(conv1x1_path, st_ffi::conv1x1_path);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(get_num_threads, st_ffi::get_num_threads);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_spin_us, st_ffi::set_spin_us);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(get_spin_us, st_ffi::get_spin_us);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(variants, st_ffi::variants);
 
 #ifndef ST_KERNELS_FFI_NO_GLOBALS

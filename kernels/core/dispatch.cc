@@ -156,6 +156,15 @@ int st_set_num_threads(int32_t n) {
 
 int32_t st_get_num_threads(void) { return st::num_threads(); }
 
+int st_set_spin_us(int32_t us) {
+  st::clear_error();
+  if (us < 0 || us > 1000000) return st::Fail(ST_EINVAL) << "spin time must be in [0, 1000000] us, got " << us;
+  st::set_spin_us(us);
+  return ST_OK;
+}
+
+int32_t st_get_spin_us(void) { return st::spin_us(); }
+
 // Variant listing from kernels.inc, for tests and benchmarks.
 int32_t st_variant_count(void) {
   int32_t n = 0;

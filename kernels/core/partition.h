@@ -5,7 +5,7 @@
 
 namespace st {
 // Below this many flops a second thread costs more than it saves (measured ~20 us break-even).
-constexpr double kMinParallelFlops = 2.0e6;
+constexpr double kMinParallelFlops = 2.5e5;
 // Task boundaries in wide positions are multiples of this, a multiple of every ISA's tile width.
 constexpr int32_t kQuantum = 64;
 

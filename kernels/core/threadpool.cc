@@ -4,30 +4,52 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace st {
 namespace {
 
-struct Job {
-  const std::function<void(int)>* fn;
-  int n;
-  std::atomic<int> next{0};
-};
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// How long an idle worker keeps polling for the next job before it sleeps. A network is a
+// chain of short layers with a few microseconds of other ops between them: a sleeping worker
+// takes a futex wake-up per layer (tens of microseconds on a VM), which is as long as the
+// layers themselves. Polling is bounded, so an idle process goes quiet after this long.
+int spin_us_from_env() {
+  if (const char* s = std::getenv("ST_KERNELS_SPIN_US")) {
+    char* end = nullptr;
+    long v = std::strtol(s, &end, 10);
+    if (end != s && *end == '\0' && v >= 0 && v <= 1000000) return static_cast<int>(v);
+  }
+  return kDefaultSpinUs;
+}
 
 class Pool {
  public:
-  explicit Pool(int nthreads) : nthreads_(nthreads) {
+  Pool(int nthreads, int spin_us) : nthreads_(nthreads), spin_us_(spin_us) {
     for (int i = 1; i < nthreads; ++i) workers_.emplace_back([this] { loop(); });
   }
   ~Pool() {
     {
       std::lock_guard<std::mutex> l(m_);
-      stop_ = true;
+      stop_.store(true);
+      line_.ticket.fetch_add(kGenOne);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
@@ -41,60 +63,116 @@ class Pool {
       for (int t = 0; t < ntasks; ++t) fn(t);
       return;
     }
-    Job job;
-    job.fn = &fn;
-    job.n = ntasks;
-    {
+    line_.fn.store(&fn, std::memory_order_relaxed);
+    line_.n.store(ntasks, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    // A new generation with task counter 0, published with the job in the same cache line.
+    const uint64_t gen = (line_.ticket.load(std::memory_order_relaxed) >> 32) + 1;
+    line_.ticket.store(gen << 32);
+    if (sleepers_.load() > 0) {
+      // The lock orders this notify after a sleeper's last look at the ticket (see wait_for_job).
       std::lock_guard<std::mutex> l(m_);
-      job_ = &job;
-      ++gen_;
+      wake_.notify_all();
     }
-    wake_.notify_all();
-    work(job);
-    std::unique_lock<std::mutex> l(m_);
-    // Workers that joined this job must leave it before `job` goes out of scope.
-    job_ = nullptr;
-    done_.wait(l, [&] { return active_ == 0; });
+    work(gen);
+    // Every task of this generation has run once done_ reaches ntasks; a worker that comes late
+    // finds the generation or the counter moved on and never touches `fn`.
+    while (done_.load(std::memory_order_acquire) < ntasks) cpu_relax();
   }
 
  private:
-  static void work(Job& j) {
-    for (int t = j.next.fetch_add(1); t < j.n; t = j.next.fetch_add(1)) (*j.fn)(t);
+  static constexpr uint64_t kGenOne = uint64_t{1} << 32;
+
+  // Claims and runs tasks of generation `gen` until none are left. A task is claimed by a
+  // compare-exchange on (generation, next task), so a stale worker cannot take a task of a
+  // later job, and the job's fields are read only after a claim that proves the job alive.
+  void work(uint64_t gen) {
+    uint64_t w = line_.ticket.load(std::memory_order_acquire);
+    for (;;) {
+      if ((w >> 32) != gen) return;
+      const uint32_t t = static_cast<uint32_t>(w);
+      const std::function<void(int)>* fn = line_.fn.load(std::memory_order_relaxed);
+      const int n = line_.n.load(std::memory_order_relaxed);
+      if (static_cast<int>(t) >= n) return;
+      if (!line_.ticket.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        continue;
+      (*fn)(static_cast<int>(t));
+      done_.fetch_add(1, std::memory_order_release);
+      w = line_.ticket.load(std::memory_order_acquire);
+    }
   }
+
+  // Waits for a generation other than `seen`: polls for spin_us_, then sleeps on the condition variable.
+  uint64_t wait_for_job(uint64_t seen) {
+    using clock = std::chrono::steady_clock;
+    const auto until = clock::now() + std::chrono::microseconds(spin_us_);
+    for (int i = 0; spin_us_ > 0; ++i) {
+      const uint64_t g = line_.ticket.load(std::memory_order_acquire) >> 32;
+      if (g != seen) return g;
+      cpu_relax();
+      if ((i & 255) == 255 && clock::now() >= until) break;
+    }
+    std::unique_lock<std::mutex> l(m_);
+    sleepers_.fetch_add(1);
+    // After counting ourselves asleep, look again: a run() that read sleepers_ == 0 has
+    // already published its generation, and we see it here instead of missing its notify.
+    wake_.wait(l, [&] { return (line_.ticket.load() >> 32) != seen; });
+    sleepers_.fetch_sub(1);
+    return line_.ticket.load() >> 32;
+  }
+
   void loop() {
     uint64_t seen = 0;
-    std::unique_lock<std::mutex> l(m_);
     for (;;) {
-      wake_.wait(l, [&] { return stop_ || (job_ != nullptr && gen_ != seen); });
-      if (stop_) return;
-      seen = gen_;
-      Job* j = job_;
-      ++active_;
-      l.unlock();
-      work(*j);
-      l.lock();
-      if (--active_ == 0) done_.notify_all();
+      seen = wait_for_job(seen);
+      if (stop_.load()) return;
+      work(seen);
     }
   }
 
   int nthreads_;
+  int spin_us_;
   std::vector<std::thread> workers_;
   std::mutex run_m_;
   std::mutex m_;
-  std::condition_variable wake_, done_;
-  Job* job_ = nullptr;
-  uint64_t gen_ = 0;
-  int active_ = 0;
-  bool stop_ = false;
+  std::condition_variable wake_;
+  // What a worker needs to join a job, in one cache line: one transfer between cores.
+  struct alignas(64) Line {
+    std::atomic<uint64_t> ticket{0};  // generation << 32 | next task
+    // Written before the ticket's generation is published; read only to try a claim.
+    std::atomic<const std::function<void(int)>*> fn{nullptr};
+    std::atomic<int> n{0};
+  } line_;
+  alignas(64) std::atomic<int> done_{0};
+  alignas(64) std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 std::mutex g_pool_m;
 std::shared_ptr<Pool> g_pool;
+int g_spin_us = -1;  // -1: not yet read from the environment
+
+int spin_us_locked() {
+  if (g_spin_us < 0) g_spin_us = spin_us_from_env();
+  return g_spin_us;
+}
 
 std::shared_ptr<Pool> pool() {
   std::lock_guard<std::mutex> l(g_pool_m);
-  if (!g_pool) g_pool = std::make_shared<Pool>(default_num_threads());
+  if (!g_pool) g_pool = std::make_shared<Pool>(default_num_threads(), spin_us_locked());
   return g_pool;
+}
+
+void replace_pool(int n, int spin_us) {
+  std::shared_ptr<Pool> old;
+  {
+    std::lock_guard<std::mutex> l(g_pool_m);
+    g_spin_us = spin_us;
+    auto fresh = std::make_shared<Pool>(std::max(1, n), spin_us);
+    old = g_pool;
+    g_pool = fresh;
+  }
+  // `old` joins its workers when the last in-flight run holding it returns.
 }
 }  // namespace
 
@@ -111,15 +189,20 @@ int default_num_threads() {
 int num_threads() { return pool()->size(); }
 
 void set_num_threads(int n) {
-  auto fresh = std::make_shared<Pool>(std::max(1, n));
-  std::shared_ptr<Pool> old;
+  int spin;
   {
     std::lock_guard<std::mutex> l(g_pool_m);
-    old = g_pool;
-    g_pool = fresh;
+    spin = spin_us_locked();
   }
-  // `old` joins its workers when the last in-flight run holding it returns.
+  replace_pool(n, spin);
 }
+
+int spin_us() {
+  std::lock_guard<std::mutex> l(g_pool_m);
+  return spin_us_locked();
+}
+
+void set_spin_us(int us) { replace_pool(num_threads(), std::max(0, us)); }
 
 void parallel_for(int ntasks, const std::function<void(int)>& fn) {
   if (ntasks <= 0) return;

@@ -2,11 +2,17 @@
 #include <functional>
 
 namespace st {
-// Sleeping (condition-variable) pool: idle workers cost nothing, so it can sit inside
-// ONNX Runtime or TVM without fighting their own pools. The caller thread takes tasks too.
+// The caller thread takes tasks too. Idle workers poll for the next job for spin_us()
+// microseconds, then sleep on a condition variable, so a process between requests costs
+// nothing while a network's back-to-back layers never wait for a wake-up.
 // Re-entrant or concurrent calls run serially on the calling thread instead of blocking.
+constexpr int kDefaultSpinUs = 200;
 void parallel_for(int ntasks, const std::function<void(int)>& fn);
 int num_threads();
 void set_num_threads(int n);
 int default_num_threads();
+// Polling time of idle workers; 0 makes a purely sleeping pool (for oversubscribed machines).
+// The initial value comes from $ST_KERNELS_SPIN_US.
+int spin_us();
+void set_spin_us(int us);
 }  // namespace st

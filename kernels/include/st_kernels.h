@@ -71,6 +71,10 @@ ST_API int st_isa_available(const char* isa);    /* 1 if this CPU and build can 
 ST_API int st_set_isa(const char* isa);          /* force a variant; "auto" = best available */
 ST_API int st_set_num_threads(int32_t n);        /* n >= 1; default: CPUs in this process's affinity mask */
 ST_API int32_t st_get_num_threads(void);
+/* Microseconds an idle worker polls for the next job before it sleeps (default 200, or
+ * $ST_KERNELS_SPIN_US). 0: workers sleep at once (for machines with more threads than cores). */
+ST_API int st_set_spin_us(int32_t us);
+ST_API int32_t st_get_spin_us(void);
 /* Path of sparse 1x1/stride-1 convs: "gather" (tiles of all channels copied to a per-thread
  * buffer), "direct" (x read in place, packed first if unaligned) or "auto" (by shape, the
  * default; $ST_KERNELS_CONV1X1 sets the initial value). For benchmarks and tests. */

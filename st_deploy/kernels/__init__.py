@@ -17,14 +17,14 @@ from .formats import bsr4x1_fill, to_bsr4x1, to_csr
 from .layers import FORMATS, SparseConv2d, SparseLinear
 from .ops import (ACTS, activate, aligned_empty, conv2d_bsr4x1, conv2d_csr, dwconv2d, dwconv2d_csr,
                   linear_csr, linear_dense, validate_sparse)
-from .runtime import (CONV1X1_PATHS, ISAS, available_isas, conv1x1_path, get_num_threads, isa,
-                      isa_available, set_conv1x1_path, set_isa, set_num_threads, use_conv1x1_path,
-                      use_isa, variants)
+from .runtime import (CONV1X1_PATHS, ISAS, available_isas, conv1x1_path, get_num_threads, get_spin_us, isa,
+                      isa_available, set_conv1x1_path, set_isa, set_num_threads, set_spin_us,
+                      use_conv1x1_path, use_isa, variants)
 
 __all__ = [
     "ACTS", "CONV1X1_PATHS", "FORMATS", "ISAS", "KernelError", "SparseConv2d", "SparseLinear",
     "activate", "aligned_empty", "available_isas", "bsr4x1_fill", "conv1x1_path", "conv2d_bsr4x1", "conv2d_csr",
-    "dwconv2d", "dwconv2d_csr", "get_num_threads", "isa", "isa_available", "library_path",
-    "linear_csr", "linear_dense", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "to_bsr4x1",
+    "dwconv2d", "dwconv2d_csr", "get_num_threads", "get_spin_us", "isa", "isa_available", "library_path",
+    "linear_csr", "linear_dense", "load", "set_conv1x1_path", "set_isa", "set_num_threads", "set_spin_us", "to_bsr4x1",
     "to_csr", "use_conv1x1_path", "use_isa", "validate_sparse", "variants",
 ]

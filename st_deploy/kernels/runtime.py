@@ -92,6 +92,15 @@ def get_num_threads() -> int:
     return int(call("get_num_threads"))
 
 
+def set_spin_us(us: int) -> None:
+    """Microseconds an idle kernel worker polls for the next layer before it sleeps (0: sleep at once)."""
+    call("set_spin_us", int(us))
+
+
+def get_spin_us() -> int:
+    return int(call("get_spin_us"))
+
+
 def variants() -> list[str]:
     """Every "op-format-isa" variant compiled into the library, in kernels.inc order."""
     return [str(v) for v in call("variants")]

@@ -52,7 +52,8 @@ def isa(request: pytest.FixtureRequest) -> str:
         yield name
 
 
-@pytest.fixture(params=[1, 2], ids=["t1", "t2"])
+# 3 threads: task splits that do not divide evenly.
+@pytest.fixture(params=[1, 2, 3], ids=["t1", "t2", "t3"])
 def threads(request: pytest.FixtureRequest) -> int:
     before = K.get_num_threads()
     K.set_num_threads(request.param)

@@ -63,6 +63,8 @@ def test_threads(threads, fmt):
     run_case(fmt, 2, 48, 40, 30, 29, 3, 1, 0.6, "relu", True, seed=11)
     run_case(fmt, 1, 96, 70, 28, 28, 1, 1, 0.8, "none", False, seed=12)
     run_case(fmt, 1, 24, 20, 33, 31, 5, 2, 0.6, "relu6", True, seed=13)
+    run_case(fmt, 3, 40, 36, 14, 14, 1, 1, 0.9, "relu", True, seed=14)  # batch 3, a small layer
+    run_case(fmt, 3, 32, 24, 15, 17, 3, 2, 0.7, "none", False, seed=15)
 
 
 @pytest.mark.parametrize("fmt", FMTS)

@@ -48,6 +48,8 @@ def test_sparse_taps(isa, sparsity):
 def test_threads_large(threads):
     run_dw("dense", 2, 64, 28, 28, 3, 1, 0.0, "relu", True, seed=1)
     run_dw("csr", 1, 48, 30, 30, 5, 2, 0.5, "relu6", False, seed=2)
+    run_dw("dense", 3, 40, 14, 14, 7, 2, 0.0, "relu6", True, seed=3)  # batch 3
+    run_dw("csr", 3, 24, 17, 15, 3, 1, 0.6, "none", False, seed=4)
 
 
 def test_tiny(isa):

@@ -29,9 +29,10 @@ def test_linear(isa, n, act, sparsity, fmt):
         assert_close(got, want)
 
 
-def test_linear_no_bias_torch(threads):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_linear_no_bias_torch(threads, batch):
     rng = np.random.default_rng(0)
-    x = torch.randn(4, 512)
+    x = torch.randn(batch, 512)
     w = sparse_weight((1000, 512), 0.8, rng)
     got = K.SparseLinear.from_dense(w)(x)
     assert isinstance(got, torch.Tensor)

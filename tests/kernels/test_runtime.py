@@ -85,6 +85,52 @@ def test_threads_setting():
     K.set_num_threads(before)
 
 
+def test_spin_setting_and_a_sleeping_pool():
+    """spin 0: workers sleep between jobs (the wake-up path); results must not depend on it."""
+    before_spin, before_threads = K.get_spin_us(), K.get_num_threads()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 40, 20, 20)).astype(np.float32)
+    w = sparse_weight((48, 40, 3, 3), 0.7, rng)
+    layer = K.SparseConv2d.from_dense(w, padding=1, fmt="csr")
+    want = conv_ref(x, w, None, 1, 1, 1, "none")
+    try:
+        for spin in (0, 5, 200):
+            K.set_spin_us(spin)
+            assert K.get_spin_us() == spin
+            for n in (2, 3):
+                K.set_num_threads(n)
+                for _ in range(20):  # many jobs in a row: workers alternate between polling and sleeping
+                    assert_close(layer(x), want)
+        with pytest.raises(K.KernelError, match="spin"):
+            K.set_spin_us(-1)
+    finally:
+        K.set_spin_us(before_spin)
+        K.set_num_threads(before_threads)
+
+
+def test_spin_from_environment():
+    r = _run_py("import st_deploy.kernels as K; print(K.get_spin_us())", ST_KERNELS_SPIN_US="0")
+    assert r.stdout.strip() == "0", r.stderr
+    r = _run_py("import st_deploy.kernels as K; print(K.get_spin_us())", ST_KERNELS_SPIN_US="lots")
+    assert r.stdout.strip() == "200", r.stderr  # unparsable: the default, as documented
+
+
+def test_many_small_jobs_three_threads():
+    """Back-to-back small layers (the polling path) with an odd thread count."""
+    before = K.get_num_threads()
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 24, 12, 12)).astype(np.float32)
+    w = sparse_weight((40, 24, 1, 1), 0.5, rng)
+    layer = K.SparseConv2d.from_dense(w, fmt="csr")
+    want = conv_ref(x, w, None, 1, 0, 1, "none")
+    try:
+        K.set_num_threads(3)
+        for _ in range(300):
+            assert_close(layer(x), want)
+    finally:
+        K.set_num_threads(before)
+
+
 def test_concurrent_callers_share_the_pool():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 32, 28, 28)).astype(np.float32)

@@ -49,7 +49,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Graph]:
     return path, graph
 
 
-@pytest.mark.parametrize("parallel,threads", [("kernels", 1), ("kernels", 2), ("ort", 2), ("ort", 3)])
+@pytest.mark.parametrize("parallel,threads", [("kernels", 1), ("kernels", 2), ("kernels", 3), ("ort", 2), ("ort", 3)])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_threading_modes_agree(model, parallel: str, threads: int, batch: int) -> None:
     path, graph = model

@@ -66,12 +66,13 @@ def main() -> int:
         first_s = time.perf_counter() - t0
         got = got if isinstance(got, list) else [got]
         rel = max(_rel(g, t.numpy()) for g, t in zip(got, ref))
-        m = json.loads((Path(a) / "manifest.json").read_text())
+        from st_deploy.artifact import read_manifest
+        m = read_manifest(a)
         kinds = {}
         for lp in m["plan"]["layers"]:
             kinds[lp["impl"].split(" ")[0]] = kinds.get(lp["impl"].split(" ")[0], 0) + 1
         results["artifacts"][a] = {"rel_err_vs_torch_cpu": rel, "load_and_first_run_s": round(first_s, 2),
-                                   "layers_by_impl": kinds, "arch": m["target"]["tvm"].get("arch")}
+                                   "layers_by_impl": kinds, "arch": m["target"]["options"]["tvm"].get("arch")}
         print(f"{a}: rel err vs torch (CPU, fp32) {rel:.3g}; load+first run {first_s:.1f} s; {kinds}", flush=True)
         runners[a] = (r, tvm.runtime.tensor(x.numpy(), r.device))
 

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from st_deploy.artifact import read_manifest  # noqa: E402
 from st_deploy.export import export  # noqa: E402
 from st_deploy.loaders import load_ticket  # noqa: E402
 from st_deploy.runtime.ort import ort_session  # noqa: E402
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
             ticket_path = Path(args.ticket)
         ticket = load_ticket(ticket_path)
         out = export(ticket, out=tmp / "onnx", format=args.format)
-        manifest = json.loads((out / "manifest.json").read_text())
+        manifest = read_manifest(out)
         shape = [1, *manifest["inputs"][0]["shape"][1:]]
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         layers = manifest["plan"]["layers"]

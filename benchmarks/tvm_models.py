@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from st_deploy.artifact import read_manifest  # noqa: E402
 from st_deploy.compact import compact  # noqa: E402
 from st_deploy.export import export  # noqa: E402
 from st_deploy.export.tvm import export_tvm  # noqa: E402
@@ -65,12 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
         t_export = time.perf_counter() - t0
         dense = export_tvm(ticket, "llvm", tmp / "tvm_dense", plan="dense")
         onnx = export(ticket, out=tmp / "onnx", format="dense")
-        manifest = json.loads((sparse / "manifest.json").read_text())
+        manifest = read_manifest(sparse)
         shape = manifest["inputs"][0]["shape"]
         layers = manifest["plan"]["layers"]
         n_sparse = sum(lp["runs_as"] != "dense" for lp in layers)
         print(f"{ticket.name or ticket_path}: input {shape}, {n_sparse}/{len(layers)} conv/linear layers sparse; "
-              f"TVM export {t_export:.1f} s; fidelity rel {manifest['fidelity']['rel']:.2g}")
+              f"TVM export {t_export:.1f} s; fidelity rel {manifest['fidelity']['files']['model.so']['rel']:.2g}")
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         runs = {"tvm_sparse": load(sparse, threads=args.threads).run,
                 "tvm_dense": load(dense, threads=args.threads).run,

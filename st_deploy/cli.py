@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import click
 
-from .artifact import MANIFEST_FILE
+from .artifact import read_manifest
 from . import __version__
 from .errors import DeployError
 
@@ -204,7 +204,7 @@ def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | N
         target = f"cuda --arch {arch}"
     folder = export(t, target=target, out=out, input_shape=parse_shape(input_shape), format=fmt,
                     tolerance=tolerance, force=force)
-    manifest = json.loads((folder / MANIFEST_FILE).read_text())
+    manifest = read_manifest(folder)
     triton = None
     if triton_repo is not None:
         from .serve.triton import write_triton_repo

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,9 @@ SERVE_SHAPE = (1, 3, 32, 32)  # the input of the small artifacts the serving and
 
 
 def manifest(out: Path) -> dict[str, Any]:
-    return json.loads((out / "manifest.json").read_text())
+    """The artifact's manifest, checked against the one schema (st_deploy.artifact.read_manifest)."""
+    from st_deploy.artifact import read_manifest
+    return read_manifest(out)
 
 
 def check_against(out: Path, reference: Any, shape: tuple[int, ...], seed: int = 1) -> float:

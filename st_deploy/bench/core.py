@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..artifact import MANIFEST_FILE
+from ..artifact import read_manifest
 from ..errors import DeployError
 from ..ticket import Ticket
 from .machine import machine_info
@@ -195,10 +195,8 @@ def _add_speedups(records: list[Record], baseline: str) -> None:
 
 def artifact_input_shape(folder: Path) -> list[int]:
     """The input shape an artifact's manifest records (a symbolic batch dimension read as 1)."""
-    import json
-    manifest = Path(folder) / MANIFEST_FILE
+    inputs = read_manifest(folder)["inputs"]
     try:
-        data = json.loads(manifest.read_text())
-        return [1 if isinstance(d, str) else int(d) for d in data["inputs"][0]["shape"]]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        raise DeployError(f"{manifest}: cannot read the input shape; pass --input-shape") from None
+        return [1 if isinstance(d, str) else int(d) for d in inputs[0]["shape"]]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise DeployError(f"{folder}: the manifest's input shape is unreadable; pass --input-shape") from None

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ..artifact import TVM_LIBRARY
 from ..errors import DeployError
 
 
@@ -196,7 +197,7 @@ def tvm_per_layer(folder: Path, x: np.ndarray, threads: int = 1, runs: int = 20,
     by_format: dict[str, float] = defaultdict(float)
     for r in rows:
         by_format[f"{r['op']}:{r['format']}"] += r["mean_us"]
-    return {"model": runner.manifest.get("library", "model.so"), "threads": threads, "runs": runs,
+    return {"model": TVM_LIBRARY, "threads": threads, "runs": runs,
             "total_us": total, "by_op_format_us": dict(by_format), "nodes": rows, "attributed": attributed,
             "note": note, "method": TVM_METHOD, "stat": "median",
             "run_us": {"uninstrumented_median": float(np.median(plain) * 1e6),

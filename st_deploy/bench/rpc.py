@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..artifact import MANIFEST_FILE
+from ..artifact import read_manifest
 from ..errors import DeployError
 from .core import artifact_input_shape, seeded_input
 from .stats import summarize
@@ -44,14 +44,6 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
     except Exception as e:  # TVM raises its own error types for refused/timed-out connections
         raise DeployError(f"RPC connection failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     raise DeployError("remote benchmark needs --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
-
-
-def read_manifest(artifact: Path) -> dict[str, Any]:
-    path = Path(artifact) / MANIFEST_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DeployError(f"{path}: cannot read the artifact manifest ({e})") from None
 
 
 def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = None, repeat: int = 50,

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..artifact import MANIFEST_FILE
+from ..artifact import DENSE_ONNX, MANIFEST_FILE, SPARSE_ONNX, read_manifest
 from ..cache import cache_dir
 from ..errors import DeployError
 from ..ticket import Ticket
@@ -83,28 +83,20 @@ def artifact_runtimes(folder: Path) -> tuple[list[str], str]:
     tvm-dense if it was exported with --format dense, else tvm-sparse (as the benchmark's own
     tvm-sparse export is --format auto).
     """
-    import json
-    path = Path(folder) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise DeployError(f"{path}: missing or not valid JSON; not an st-deploy artifact folder") from None
-    target = manifest.get("target") if isinstance(manifest, dict) else None
-    if target == "onnx":
-        names = [r for r, f in (("ort-dense", "model.dense.onnx"), ("ort-sparse", "model.sparse.onnx"))
-                 if (Path(folder) / f).is_file()]
+    manifest = read_manifest(folder)
+    target = manifest["target"]
+    if target["backend"] == "onnx":
+        names = [r for r, f in (("ort-dense", DENSE_ONNX), ("ort-sparse", SPARSE_ONNX)) if (Path(folder) / f).is_file()]
         if not names:
             raise DeployError(f"{folder}: an ONNX artifact without model.dense.onnx or model.sparse.onnx")
         return names, "an ONNX artifact"
-    if isinstance(target, dict) and target.get("backend") == "tvm":
-        plan = manifest.get("plan") or {}
-        layers = plan.get("layers") or []
-        sparse = sum(1 for lp in layers if lp.get("format", "dense") != "dense")
-        mode = plan.get("mode")
-        how = f"--format {mode}" if mode else str(plan.get("source", "plan unrecorded")).split(":")[0]
-        return (["tvm-dense" if mode == "dense" else "tvm-sparse"],
-                f"a TVM artifact for {target.get('name', '?')}, {how}, {sparse} of {len(layers)} layers sparse")
-    raise DeployError(f"{path}: unknown artifact target {target!r:.60}")
+    plan = manifest["plan"]
+    layers = plan["layers"]
+    sparse = sum(1 for lp in layers if lp["format"] != "dense")
+    mode = plan.get("mode")
+    how = f"--format {mode}" if mode else str(plan.get("source", "plan unrecorded")).split(":")[0]
+    return (["tvm-dense" if mode == "dense" else "tvm-sparse"],
+            f"a TVM artifact for {target['name']}, {how}, {sparse} of {len(layers)} layers sparse")
 
 
 def choose_runtimes(src: "BenchSource", runtimes: Sequence[str] | str | None,
@@ -211,7 +203,7 @@ def prepare(runtime: str, source: BenchSource, threads: int, device: str = "cpu"
         target = "cuda" if device == "cuda" else source.target
         folder = source.exported(target, "auto" if runtime == "tvm-sparse" else "dense")
         runner = load(folder, threads=threads)
-        on_gpu = runner.manifest["target"]["tvm"]["kind"] == "cuda"
+        on_gpu = runner.manifest["target"]["device"] == "cuda"
         if on_gpu != (device == "cuda"):  # the records say which device ran: it must be the one asked for
             raise DeployError(f"{folder}: a {'cuda' if on_gpu else 'CPU'} artifact, but --device {device}; "
                               f"pass --device {'cuda' if on_gpu else 'cpu'}")

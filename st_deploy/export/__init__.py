@@ -35,4 +35,4 @@ def export(ticket_or_graph: Ticket | Graph | GraphModule | Source, target: str =
         from .tvm import export_tvm
         return export_tvm(src, target, out, plan=format, tolerance=tolerance, force=force)
     return export_onnx(src.graph, src.reference, out, src.input_shape, format=format, tolerance=tolerance,
-                       force=force, source=src.provenance, cost_table=cost_table)
+                       force=force, source=src.provenance, cost_table=cost_table, compaction=src.compaction)

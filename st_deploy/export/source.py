@@ -1,5 +1,5 @@
-"""What an exporter is given, resolved once: the compacted graph, the torch reference, provenance
-and the input shape.
+"""What an exporter is given, resolved once: the compacted graph, the torch reference, provenance,
+compaction's report and the input shape.
 
 Every exporter measures fidelity against the ticket's own module, not the compacted graph: what
 the user handed in is the reference.
@@ -23,6 +23,7 @@ class Source:
     reference: Callable[[Any], Any]             # torch callable computing the ticket's outputs
     provenance: dict[str, str]                  # name, path, sha256 of the ticket file
     input_shape: tuple[int, int, int, int]
+    compaction: dict[str, Any]                  # compaction's report, or {"not_run": why}
 
 
 def resolve(obj: "Ticket | Graph | GraphModule | Source", input_shape: tuple[int, ...] | None = None) -> Source:
@@ -30,13 +31,20 @@ def resolve(obj: "Ticket | Graph | GraphModule | Source", input_shape: tuple[int
     if isinstance(obj, Source):
         return obj
     default: tuple | None = None
+    given_graph = {"not_run": "the exporter was given a graph, compacted or not, and exported it as it is"}
     if isinstance(obj, Graph):
-        graph, reference, provenance = obj, GraphModule(obj), {}
+        graph, reference, provenance, report = obj, GraphModule(obj), {}, given_graph
     elif isinstance(obj, GraphModule):
-        graph, reference, provenance = obj.to_graph(), obj, {}
+        graph, reference, provenance, report = obj.to_graph(), obj, {}, given_graph
     elif isinstance(obj, Ticket):
         provenance = {"name": obj.name, "path": obj.source, "sha256": obj.sha256}
-        graph = obj.module.to_graph() if isinstance(obj.module, GraphModule) else compact(obj).graph
+        if isinstance(obj.module, GraphModule):
+            graph = obj.module.to_graph()
+            report = {"not_run": "the ticket holds a compacted graph already (a compact.pt); its report was "
+                                 "printed when it was made"}
+        else:
+            done = compact(obj)
+            graph, report = done.graph, done.report
         reference, default = obj.module, tuple(obj.default_input_shape)
     else:
         raise DeployError(f"export takes a Ticket or a Graph, not {type(obj).__name__}")
@@ -45,4 +53,4 @@ def resolve(obj: "Ticket | Graph | GraphModule | Source", input_shape: tuple[int
         raise DeployError("export of a bare graph needs input_shape=(N, C, H, W)")
     if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape):
         raise DeployError(f"input_shape {shape}: expected four positive ints (N, C, H, W)")
-    return Source(graph, reference, provenance, shape)  # type: ignore[arg-type]
+    return Source(graph, reference, provenance, shape, report)  # type: ignore[arg-type]

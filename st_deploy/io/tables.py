@@ -84,8 +84,8 @@ def print_compact(report: dict[str, Any]) -> None:
 
 def print_manifest(manifest: dict[str, Any], folder: Any) -> None:
     """What an export wrote: per-layer formats, fidelity, files."""
-    plan = manifest.get("plan", {})
-    layers = plan.get("layers", [])
+    plan = manifest["plan"]
+    layers = plan["layers"]
     rows = []
     for lp in layers:
         pred = lp.get("predicted_us", {}).get(lp["format"])
@@ -94,19 +94,14 @@ def print_manifest(manifest: dict[str, Any], folder: Any) -> None:
     counts: dict[str, int] = {}
     for lp in layers:
         counts[lp["format"]] = counts.get(lp["format"], 0) + 1
-    fid = manifest.get("fidelity", {})
-    target = manifest.get("target")
-    target = target.get("name", target) if isinstance(target, dict) else target
-    footer = [f"target {target}: " + ", ".join(f"{n} {f}" for f, n in sorted(counts.items()))
+    fid = manifest["fidelity"]
+    footer = [f"target {manifest['target']['name']}: " + ", ".join(f"{n} {f}" for f, n in sorted(counts.items()))
               + (f"; predicted conv time {plan['predicted_total_us'] / 1e3:.2f} ms" if "predicted_total_us" in plan else "")]
-    for k, v in fid.items():
-        if isinstance(v, dict):
-            footer.append(f"fidelity {k}: " + ", ".join(f"{m} {x:.3g}" for m, x in v.items()))
-    if "max_abs" in fid:
-        footer.append(f"fidelity ({fid.get('measured_on', '')}): max_abs {fid['max_abs']:.3g}, rel {fid['rel']:.3g}")
-    for w in manifest.get("warnings", []):
+    for k, v in fid["files"].items():
+        footer.append(f"fidelity {k} ({fid['measured_on']}): " + ", ".join(f"{m} {x:.3g}" for m, x in v.items()))
+    for w in manifest["warnings"]:
         footer.append(f"warning: {w}")
-    footer.append(f"wrote {folder}: " + ", ".join(sorted(manifest.get("files", {}))))
+    footer.append(f"wrote {folder}: " + ", ".join(sorted(manifest["files"])))
     print_table("per-layer plan", ["layer", "kind", "sparsity", "format", "pred. us", "reason"], rows, footer)
 
 

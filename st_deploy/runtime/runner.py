@@ -1,6 +1,6 @@
 """Running exported artifacts: `st_deploy.load(DIR).run(x)`.
 
-A TVM artifact (manifest target tvm) loads model.so with tvm.runtime.load_module and runs its
+A TVM artifact (manifest target.backend "tvm") loads model.so with tvm.runtime.load_module and runs its
 "main" in a Relax VM; the kernels inside model.so get their own thread count. An ONNX artifact
 runs in onnxruntime through st_deploy.runtime.ort.ort_session (model.sparse.onnx unless dense=True).
 
@@ -14,7 +14,6 @@ the peak number of concurrent callers (bounded by `max_vms`, beyond which caller
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -22,11 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import MANIFEST_FILE
+from ..artifact import DENSE_ONNX, SPARSE_ONNX, TVM_LIBRARY, read_manifest
 from ..errors import DeployError
-
-MANIFEST = MANIFEST_FILE
-TVM_FORMAT_VERSION = 1
 
 
 def _threads(threads: int | None) -> int:
@@ -111,38 +107,35 @@ class TVMRunner:
         import tvm
         from tvm.runtime.vm import VirtualMachine
 
-        if manifest.get("format_version") != TVM_FORMAT_VERSION:
-            raise DeployError(f"{folder}: TVM manifest format {manifest.get('format_version')!r}, this st-deploy "
-                              f"reads {TVM_FORMAT_VERSION}; re-export the ticket")
         from .arch import host_arch
-        arch = manifest["target"]["arch"]
-        if arch != host_arch():
-            raise DeployError(f"{folder}: built for {arch} ({manifest['target']['name']}); this machine is "
+        target = manifest["target"]
+        if target["arch"] != host_arch():
+            raise DeployError(f"{folder}: built for {target['arch']} ({target['name']}); this machine is "
                               f"{host_arch()}: copy model.so to the board and load it there")
         self.folder, self.manifest, self.threads = folder, manifest, threads
         self.input_shape = manifest["inputs"][0]["shape"]
         # TVM's pool reads TVM_NUM_THREADS when it first starts; config_threadpool resizes a running one.
         os.environ.setdefault("TVM_NUM_THREADS", str(threads))
         tvm.get_global_func("runtime.config_threadpool")(1, threads)
-        gpu = manifest["target"]["tvm"]["kind"] == "cuda"
+        gpu = target["device"] == "cuda"
         if gpu:
             try:
                 _cuda_runtime(tvm)
             except DeployError:
                 raise
             except Exception as e:  # a TVM without CUDA pieces
-                raise DeployError(f"{folder}: built for {manifest['target']['name']}, but this TVM cannot run "
+                raise DeployError(f"{folder}: built for {target['name']}, but this TVM cannot run "
                                   f"cuda artifacts ({str(e).strip().splitlines()[-1]})") from None
         self.device = tvm.cuda(0) if gpu else tvm.cpu(0)
         if not self.device.exist:
-            raise DeployError(f"{folder}: built for {manifest['target']['name']}, but this machine has no such "
+            raise DeployError(f"{folder}: built for {target['name']}, but this machine has no such "
                               f"device (or this TVM build has no CUDA runtime)")
         try:
-            self.lib = tvm.runtime.load_module(str(folder / manifest["library"]))
+            self.lib = tvm.runtime.load_module(str(folder / TVM_LIBRARY))
         except Exception as e:
-            raise DeployError(f"{folder}: cannot load {manifest['library']}: "
+            raise DeployError(f"{folder}: cannot load {TVM_LIBRARY}: "
                               f"{str(e).strip().splitlines()[-1]}") from None
-        if manifest["target"]["kernels"] and not gpu:
+        if target["kernels"] and not gpu:
             self.lib.get_function("set_num_threads", True)(threads)
         if max_vms is not None and (not isinstance(max_vms, int) or isinstance(max_vms, bool) or max_vms < 1):
             raise DeployError(f"max_vms must be an int >= 1 or None, got {max_vms!r}")
@@ -214,7 +207,7 @@ class ORTRunner:
             from .ort import ort_session
         except ImportError:
             raise DeployError(f"{folder}: running ONNX artifacts needs st_deploy.runtime.ort (not in this install)") from None
-        name = "model.dense.onnx" if dense else "model.sparse.onnx"
+        name = DENSE_ONNX if dense else SPARSE_ONNX
         if not (folder / name).is_file():
             raise DeployError(f"{folder}: {name} is missing")
         self.session = ort_session(folder / name, threads=threads)
@@ -237,17 +230,8 @@ def load(folder: str | Path, threads: int | None = None, dense: bool = False,
     a TVM runner's pool of VMs (default: one per concurrent caller).
     """
     folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise DeployError(f"{folder}: no {MANIFEST}; not an st-deploy export folder")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DeployError(f"{path}: not valid JSON ({e.msg})") from None
+    manifest = read_manifest(folder)
     n = _threads(threads)
-    target = manifest.get("target")
-    if target == "onnx":
+    if manifest["target"]["backend"] == "onnx":
         return ORTRunner(folder, manifest, n, dense)
-    if isinstance(target, dict) and target.get("backend") == "tvm":
-        return TVMRunner(folder, manifest, n, max_vms=max_vms)
-    raise DeployError(f"{path}: unknown artifact target {target!r}")
+    return TVMRunner(folder, manifest, n, max_vms=max_vms)

@@ -14,7 +14,6 @@ request at a time, so one request's runtime failure never fails its neighbours.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import MANIFEST_FILE
+from ..artifact import MANIFEST_FILE, read_manifest
 from ..errors import DeployError
 from .metrics import Metrics
 from .protocol import DATATYPES, InferRequest, ProtocolError, TensorSpec
@@ -40,26 +39,6 @@ def tensor_spec(entry: dict[str, Any], where: str) -> TensorSpec:
         raise DeployError(f"{where}: tensor {entry.get('name')!r} has dtype {dtype!r}, which cannot be served")
     shape = tuple(-1 if isinstance(d, str) else int(d) for d in entry["shape"])
     return TensorSpec(name=str(entry["name"]), datatype=DATATYPES[dtype], shape=shape)
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST_FILE
-    if not path.is_file():
-        raise DeployError(f"{folder}: no manifest.json; not an st-deploy export folder")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise DeployError(f"{path}: not valid JSON ({e.msg})") from None
-
-
-def artifact_kind(manifest: dict[str, Any]) -> str:
-    """"onnx" or "tvm"."""
-    target = manifest.get("target")
-    if target == "onnx":
-        return "onnx"
-    if isinstance(target, dict) and target.get("backend") == "tvm":
-        return "tvm"
-    raise DeployError(f"unknown artifact target {target!r}")
 
 
 def default_runtime(kind: str) -> str:
@@ -86,7 +65,7 @@ class ServedModel:
                  metrics: Metrics | None = None) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
-        kind = artifact_kind(self.manifest)
+        kind = self.manifest["target"]["backend"]
         self.runtime = runtime or default_runtime(kind)
         if self.runtime not in RUNTIMES:
             raise DeployError(f"--runtime {self.runtime!r}: choose one of {', '.join(RUNTIMES)}")

@@ -24,9 +24,10 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from ..artifact import read_manifest
 from ..errors import DeployError
 from .app import DEFAULT_MAX_BODY, Admitted, InferenceApp
-from .model import ServedModel, artifact_kind, read_manifest
+from .model import ServedModel
 
 MAX_ARTIFACT_BYTES = 2 << 30
 
@@ -86,7 +87,6 @@ class RayServer:
             raise DeployError(f"--replicas must be an integer >= 1, got {replicas!r}")
         folder = Path(artifact)
         manifest = read_manifest(folder)
-        artifact_kind(manifest)
         name = name or manifest.get("source", {}).get("name") or folder.name
         kwargs = {"name": name, "runtime": runtime, "threads": threads, "instances": instances,
                   "max_batch": max_batch, "max_delay_ms": max_delay_ms, "max_queue": max_queue}

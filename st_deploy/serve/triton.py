@@ -16,8 +16,9 @@ import os
 import shutil
 from pathlib import Path
 
+from ..artifact import read_manifest
 from ..errors import DeployError
-from .model import DEFAULT_MAX_BATCH, artifact_kind, read_manifest, tensor_spec
+from .model import DEFAULT_MAX_BATCH, tensor_spec
 from .protocol import TensorSpec
 
 
@@ -67,7 +68,7 @@ def write_triton_repo(artifact: str | Path, repo: str | Path, name: str | None =
     from ..runtime.ort import LIBRARY_NAME, _uses_sparse_ops, ort_library_path
     artifact, repo = Path(artifact), Path(repo)
     manifest = read_manifest(artifact)
-    if artifact_kind(manifest) != "onnx":
+    if manifest["target"]["backend"] != "onnx":
         raise DeployError(f"{artifact}: a Triton repository is written for ONNX artifacts (--target onnx)")
     for flag, v in (("instances", instances), ("max_batch", max_batch), ("threads", threads)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -92,14 +92,14 @@ def test_all_ops_export_onnx_and_llvm(tmp_path):
     onnx_dir = st_deploy.export(ticket, target="onnx", out=tmp_path / "onnx")
     manifest = json.loads((onnx_dir / "manifest.json").read_text())
     assert manifest["opaque_ops"] == [{"node": "roll", "op": "roll"}]
-    assert max(v["rel"] for k, v in manifest["fidelity"].items() if k.endswith(".onnx")) <= 1e-4
+    assert max(v["rel"] for v in manifest["fidelity"]["files"].values()) <= 1e-4
     plan = {lp["name"]: lp for lp in manifest["plan"]["layers"]}
     assert plan["dil"]["kind"] == "general" and plan["dil"]["format"] == "dense"
     assert "no sparse kernel" in plan["dil"]["reason"]
     tvm_dir = st_deploy.export(ticket, target="llvm", out=tmp_path / "llvm")
     manifest = json.loads((tvm_dir / "manifest.json").read_text())
     assert manifest["opaque_ops"] == [{"node": "roll", "op": "roll"}]
-    assert manifest["fidelity"]["rel"] <= 1e-4
+    assert manifest["fidelity"]["files"]["model.so"]["rel"] <= 1e-4
     runner = st_deploy.load(tvm_dir, threads=1)
     x = torch.randn(1, 3, 32, 32)
     assert_close(torch.from_numpy(runner.run(x.numpy())), ticket(x), "llvm artifact")
@@ -192,7 +192,7 @@ def test_torchvision_family(arch, size, llvm, tmp_path):
     assert any(lp["format"] != "dense" for lp in manifest["plan"]["layers"])
     if llvm:
         out = st_deploy.export(c.ticket, target="llvm", out=tmp_path / "llvm", input_shape=(1, 3, size, size))
-        assert json.loads((out / "manifest.json").read_text())["fidelity"]["rel"] <= 1e-4
+        assert json.loads((out / "manifest.json").read_text())["fidelity"]["files"]["model.so"]["rel"] <= 1e-4
 
 
 @pytest.mark.slow
@@ -212,4 +212,4 @@ def test_cli_exports_a_pruned_torchvision_state_dict(tmp_path):
                         "--input-shape", "1,3,64,64"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert manifest["opaque_ops"] == [] and manifest["fidelity"]["model.sparse.onnx"]["rel"] <= 1e-4
+    assert manifest["opaque_ops"] == [] and manifest["fidelity"]["files"]["model.sparse.onnx"]["rel"] <= 1e-4

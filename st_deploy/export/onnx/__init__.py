@@ -9,7 +9,6 @@ error on a seeded input, or else a FidelityError and nothing written.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Callable
 
 import onnx
 
-from ...artifact import DENSE_ONNX, MANIFEST_FILE, SPARSE_ONNX
+from ...artifact import DENSE_ONNX, SPARSE_ONNX, manifest, target_block, tensors, write_manifest
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
@@ -29,7 +28,6 @@ from .dense import OPSET, dense_model
 from .fidelity import FIDELITY_SEED, compare, reference_outputs, run_onnx, seeded_input
 from .sparse_ops import DOMAIN, DOMAIN_VERSION, sparse_model
 
-MANIFEST_VERSION = 1
 DENSE_FILE, SPARSE_FILE = DENSE_ONNX, SPARSE_ONNX
 
 
@@ -46,7 +44,8 @@ def _sha256(data: bytes) -> str:
 
 def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, input_shape: tuple[int, ...],
                 format: str = "auto", tolerance: float = 1e-4, force: bool = False,
-                source: dict[str, str] | None = None, target: str = "llvm", cost_table: Any = None) -> Path:
+                source: dict[str, str] | None = None, target: str = "llvm", cost_table: Any = None,
+                compaction: dict[str, Any] | None = None) -> Path:
     out = Path(out)
     if not tolerance > 0:
         raise DeployError(f"tolerance must be > 0, got {tolerance}")
@@ -74,13 +73,12 @@ def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, 
             detail = ", ".join(f"{k}: rel {v['rel']:.3g} (max abs {v['max_abs']:.3g})" for k, v in bad.items())
             raise FidelityError(f"{out}: exported model differs from the ticket beyond tolerance {tolerance:g}: "
                                 f"{detail}; nothing written")
-        manifest = _manifest(graph, shapes, the_plan, source or {}, fidelity, tolerance, input_shape,
-                             {k: _sha256(v) for k, v in files.items()})
-        manifest["channel_padding"] = {
+        padding_entry = {
             "block": BLOCK, "rule": f"odd channel counts padded with zero channels to a multiple of {BLOCK} "
                                     f"(ORT's NCHWc block) where that adds at most {MAX_GROWTH:.0%}: st_deploy.plan.padding",
             "tensors": padding}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+        write_manifest(tmp, _manifest(graph, shapes, the_plan, source or {}, fidelity, tolerance, input_shape,
+                                      {k: _sha256(v) for k, v in files.items()}, padding_entry, compaction))
         # atomic_dir's temporary folder is private (mkdtemp: 0700); an artifact is meant to be shared
         # (the TVM export does the same).
         umask = os.umask(0)
@@ -90,28 +88,32 @@ def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, 
 
 
 def _manifest(graph: Graph, shapes: dict, the_plan: Plan, source: dict[str, str], fidelity: dict,
-              tolerance: float, input_shape: tuple[int, ...], digests: dict[str, str]) -> dict[str, Any]:
+              tolerance: float, input_shape: tuple[int, ...], digests: dict[str, str],
+              padding: dict[str, Any], compaction: dict[str, Any] | None) -> dict[str, Any]:
     import onnxruntime
 
     from ...version import __version__
 
-    def io(names: list[str]) -> list[dict[str, Any]]:
-        return [{"name": n, "shape": ["N", *shapes[n][1:]], "dtype": "float32"} for n in names]
-
-    return {
-        "format_version": MANIFEST_VERSION,
-        "target": "onnx",
-        "source": {"name": source.get("name", ""), "path": source.get("path", ""),
-                   "sha256": source.get("sha256", "")},
-        "inputs": io(graph.inputs),
-        "outputs": io(graph.outputs),
-        "files": {name: {"sha256": d} for name, d in digests.items()},
-        "opsets": {"ai.onnx": OPSET, DOMAIN: DOMAIN_VERSION},
-        "custom_op_library": "st_deploy.ort_library_path() (register before loading model.sparse.onnx)",
-        "plan": the_plan.to_dict(),
-        "opaque_ops": opaque_ops(graph),
-        "fidelity": {"input": f"torch.randn{tuple(input_shape)} seed {FIDELITY_SEED}", "tolerance": tolerance,
-                     **{k: {m: float(f"{v:.3g}") for m, v in d.items()} for k, d in fidelity.items()}},
-        "versions": {"st_deploy": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-                     "python": platform.python_version()},
-    }
+    roles = {DENSE_FILE: "dense", SPARSE_FILE: "sparse"}
+    return manifest(
+        target=target_block("onnx", "onnx", "any", "cpu", True, {
+            "opsets": {"ai.onnx": OPSET, DOMAIN: DOMAIN_VERSION},
+            "custom_op_library": "st_deploy.ort_library_path() (register before loading model.sparse.onnx)"}),
+        source={k: source.get(k, "") for k in ("name", "path", "sha256")},
+        inputs=tensors(graph.inputs, shapes, free_batch=True),
+        outputs=tensors(graph.outputs, shapes, free_batch=True),
+        files={name: {"sha256": d, "role": roles[name]} for name, d in digests.items()},
+        compaction=compaction if compaction is not None else {"not_run": "the exporter was given a graph"},
+        plan={"source": "st_deploy.plan", **the_plan.to_dict()},
+        channel_padding=padding,
+        opaque_ops=opaque_ops(graph),
+        fidelity={"input": f"torch.randn{tuple(input_shape)} seed {FIDELITY_SEED}", "tolerance": tolerance,
+                  "measured_on": "these files, in onnxruntime on this machine",
+                  "files": {k: {m: float(f"{v:.3g}") for m, v in d.items()} for k, d in fidelity.items()}},
+        warnings=[],
+        notes=[],
+        load="st_deploy.ort_session('model.sparse.onnx') (registers the st.sparse ops), or any onnxruntime "
+             "with st_deploy.ort_library_path() registered; model.dense.onnx needs nothing",
+        versions={"st_deploy": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                  "python": platform.python_version()},
+    )

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ...artifact import MANIFEST_FILE
+from ...artifact import manifest as build_manifest, target_block, tensors, write_manifest
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
 from ...graph.opaque import opaque_ops
@@ -34,9 +34,8 @@ from .build import LIBRARY, check_library, compile_module, export as export_libr
 from .relax_graph import to_relax
 from .targets import TargetSpec, resolve_target
 
-__all__ = ["export_tvm", "default_formats", "resolve_target", "FORMAT_VERSION", "CUDA_SPARSE_AT"]
+__all__ = ["export_tvm", "default_formats", "resolve_target", "CUDA_SPARSE_AT"]
 
-FORMAT_VERSION = 1
 DEFAULT_SPARSE_AT = 0.5  # plan=None: sparse (csr) for masked layers at least this sparse
 # cuda, plan "auto": the sparsity from which our CUDA CSR kernel beats the artifact's dense path
 # for that layer kind, read off an H100 (benchmarks/results/h100-cuda-kernels.json, batch 1 and 8).
@@ -99,9 +98,15 @@ def _build(lowered_mod: Any, spec: TargetSpec, folder: Path) -> dict[str, Any]:
     return check_library(folder / LIBRARY, spec)
 
 
-def _run_built(folder: Path, manifest: dict[str, Any], x: Any) -> list[Any]:
+def _target(spec: TargetSpec, kernels: bool, elf: dict[str, Any]) -> dict[str, Any]:
+    return target_block(spec.name, "tvm", spec.arch, "cuda" if spec.gpu else "cpu", kernels,
+                        {"tvm": json.loads(str(spec.tvm_target())), "linker": spec.cxx, "elf": elf})
+
+
+def _run_built(folder: Path, target: dict[str, Any], input_shape: tuple[int, ...], x: Any) -> list[Any]:
     from ...runtime.runner import TVMRunner
-    runner = TVMRunner(folder, manifest, threads=1)
+    # The runner reads only these two entries: the manifest is written once fidelity is known.
+    runner = TVMRunner(folder, {"target": target, "inputs": [{"shape": list(input_shape)}]}, threads=1)
     y = runner.run(x)
     return y if isinstance(y, list) else [y]
 
@@ -128,10 +133,9 @@ def export_tvm(graph_or_ticket: "Graph | Ticket | Source", target: Any, out: str
     ref = reference_outputs(reference, x)
 
     with atomic_dir(out, force=force) as tmp:
-        elf = _build(lowered.mod, spec, tmp)
-        manifest = _manifest(graph, shapes, spec, source, formats, plan_entry, lowered.layers, elf)
+        target = _target(spec, spec.kernels, _build(lowered.mod, spec, tmp))
         if spec.host_runnable:
-            got, how = _run_built(tmp, manifest, x), "this artifact, on this machine"
+            got, how = _run_built(tmp, target, shapes[graph.inputs[0]], x), "this artifact, on this machine"
         else:
             got, how = _host_proxy(graph, shapes, formats, spec.kernels, x), (
                 f"a host ({resolve_target('llvm').arch}) build of the same Relax lowering; the {spec.name} "
@@ -140,10 +144,11 @@ def export_tvm(graph_or_ticket: "Graph | Ticket | Source", target: Any, out: str
         if not fid["rel"] <= tolerance:
             raise FidelityError(f"{out}: TVM artifact for {spec.name} differs from the reference beyond tolerance "
                                 f"{tolerance:g}: rel {fid['rel']:.3g} (max abs {fid['max_abs']:.3g}); nothing written")
-        manifest["fidelity"] = {"input": f"torch.randn{tuple(shape)} seed {FIDELITY_SEED}", "measured_on": how,
-                                "tolerance": tolerance, **{k: float(f"{v:.3g}") for k, v in fid.items()}}
-        manifest["files"] = {LIBRARY: {"sha256": hashlib.sha256((tmp / LIBRARY).read_bytes()).hexdigest()}}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+        fidelity = {"input": f"torch.randn{tuple(shape)} seed {FIDELITY_SEED}", "tolerance": tolerance,
+                    "measured_on": how, "files": {LIBRARY: {k: float(f"{v:.3g}") for k, v in fid.items()}}}
+        files = {LIBRARY: {"sha256": hashlib.sha256((tmp / LIBRARY).read_bytes()).hexdigest(), "role": "library"}}
+        write_manifest(tmp, _manifest(graph, shapes, spec, target, source, formats, plan_entry, lowered.layers,
+                                      fidelity, files, src.compaction))
         # atomic_dir's temporary folder is private (mkdtemp: 0700); an artifact is meant to be shared.
         umask = os.umask(0)
         os.umask(umask)
@@ -158,22 +163,17 @@ def _host_proxy(graph: Graph, shapes: dict, formats: dict[str, str], kernels: bo
     lowered = to_relax(planned(graph, formats), shapes, kernels=kernels)
     with tempfile.TemporaryDirectory(prefix="st-tvm-proxy-") as d:
         folder = Path(d)
-        _build(lowered.mod, host, folder)
-        manifest = {"format_version": FORMAT_VERSION, "library": LIBRARY,
-                    "target": {"arch": host.arch, "name": host.name, "kernels": kernels, "tvm": host.tvm},
-                    "inputs": [{"shape": list(shapes[graph.inputs[0]])}]}
-        return _run_built(folder, manifest, x)
+        target = _target(host, kernels, _build(lowered.mod, host, folder))
+        return _run_built(folder, target, shapes[graph.inputs[0]], x)
 
 
-def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, source: dict[str, str], formats: dict[str, str],
-              plan_entry: dict[str, Any], layers: dict[str, dict[str, Any]], elf: dict[str, Any]) -> dict[str, Any]:
+def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, target: dict[str, Any], source: dict[str, str],
+              formats: dict[str, str], plan_entry: dict[str, Any], layers: dict[str, dict[str, Any]],
+              fidelity: dict[str, Any], files: dict[str, Any], compaction: dict[str, Any]) -> dict[str, Any]:
     import tvm
     import tvm_ffi
 
     from ...version import __version__
-
-    def io(names: list[str]) -> list[dict[str, Any]]:
-        return [{"name": n, "shape": list(shapes[n]), "dtype": "float32"} for n in names]
 
     per_layer = []
     for n in graph.nodes:
@@ -185,25 +185,27 @@ def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, source: dict[str, st
                               "impl": info.get("impl", ""),
                               **{k: info[k] for k in ("fused", "note", "call") if k in info}})
     not_sparse = [lp["name"] for lp in per_layer if lp["format"] != "dense" and lp["runs_as"] == "dense"]
-    return {
-        "format_version": FORMAT_VERSION,
-        "library": LIBRARY,
-        "source": {k: source.get(k, "") for k in ("name", "path", "sha256")},
-        "inputs": io(graph.inputs),
-        "outputs": io(graph.outputs),
-        "target": {"backend": "tvm", "name": spec.name, "arch": spec.arch, "kernels": spec.kernels,
-                   "tvm": json.loads(str(spec.tvm_target())), "linker": spec.cxx, "elf": elf},
-        "plan": {**plan_entry, "layers": per_layer},
-        "opaque_ops": opaque_ops(graph),
-        "warnings": ([f"{len(not_sparse)} layer(s) planned sparse run dense: no {spec.name} kernel takes them "
+    return build_manifest(
+        target=target,
+        source={k: source.get(k, "") for k in ("name", "path", "sha256")},
+        inputs=tensors(graph.inputs, shapes, free_batch=False),
+        outputs=tensors(graph.outputs, shapes, free_batch=False),
+        files=files,
+        compaction=compaction,
+        plan={**plan_entry, "layers": per_layer},
+        channel_padding={"block": None, "rule": "none: channel padding is for ORT's NCHWc blocks (ONNX target)",
+                         "tensors": []},
+        opaque_ops=opaque_ops(graph),
+        fidelity=fidelity,
+        warnings=([f"{len(not_sparse)} layer(s) planned sparse run dense: no {spec.name} kernel takes them "
                       f"({', '.join(not_sparse[:5])}{', ...' if len(not_sparse) > 5 else ''}; see their notes)"]
-                     if not_sparse else []),
-        "load": "tvm.runtime.load_module('model.so'); relax.VirtualMachine(lib, device)['main'](x)",
-        "notes": ([f"our CUDA kernels are machine code for {spec.tvm.get('arch')} (plus PTX that newer GPUs JIT); "
+                  if not_sparse else []),
+        load="tvm.runtime.load_module('model.so'); relax.VirtualMachine(lib, device)['main'](x), or st_deploy.load(DIR)",
+        notes=([f"our CUDA kernels are machine code for {spec.tvm.get('arch')} (plus PTX that newer GPUs JIT); "
                    f"TVM's kernels for the other ops are stored as CUDA source, compiled for the GPU present when "
                    f"model.so is first run (st_deploy.load does it with NVRTC from cuda-bindings, or nvcc with "
                    f"TVM_CUDA_COMPILE_MODE=nvcc; plain TVM needs tvm.support.nvcc imported)"]
-                  if spec.gpu else []),
-        "versions": {"st_deploy": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
-                     "python": platform.python_version()},
-    }
+               if spec.gpu else []),
+        versions={"st_deploy": __version__, "tvm": tvm.__version__, "tvm_ffi": tvm_ffi.__version__,
+                  "python": platform.python_version()},
+    )

@@ -12,12 +12,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tests.graphs import every_op_graph
+from st_deploy.artifact import read_manifest
 from st_deploy.errors import DeployError, FidelityError
 from st_deploy.export import export
 from st_deploy.graph.module import GraphModule
 from st_deploy.runtime.ort import ort_session
 from tests.conftest import needs_samples
+from tests.graphs import every_op_graph
 
 
 def _rel(ref: np.ndarray, got: np.ndarray) -> float:
@@ -72,13 +73,14 @@ def test_every_op_graph(tmp_path: Path, ort_lib: Path, fmt: str) -> None:
 
 def test_manifest(tmp_path: Path, ort_lib: Path) -> None:
     out = export(every_op_graph(), out=tmp_path / "o", input_shape=(1, 3, 32, 32))
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["format_version"] == 1 and m["target"] == "onnx"
+    m = read_manifest(out)
+    assert m["format_version"] == 2 and m["target"]["backend"] == "onnx" and m["target"]["name"] == "onnx"
+    assert m["target"]["options"]["opsets"]["st.sparse"] == 1 and m["compaction"]["not_run"]
     assert m["inputs"] == [{"name": "x", "shape": ["N", 3, 32, 32], "dtype": "float32"}]
     assert m["outputs"][0]["shape"] == ["N", 10]
     for name in ("model.dense.onnx", "model.sparse.onnx"):
         assert m["files"][name]["sha256"] == hashlib.sha256((out / name).read_bytes()).hexdigest()
-        assert m["fidelity"][name]["rel"] <= 1e-4
+        assert m["fidelity"]["files"][name]["rel"] <= 1e-4
     layers = m["plan"]["layers"]
     assert [lp["name"] for lp in layers] == ["stem", "pw1", "dw1", "proj1", "b1", "b2", "b3", "grp", "down",
                                              "fuse", "fc1", "fc2"]
@@ -141,8 +143,9 @@ def _masked_zoo_ticket(tmp_path: Path, name: str, sparsity: float = 0.9):
 def test_zoo_models(tmp_path: Path, ort_lib: Path, name: str) -> None:
     ticket = _masked_zoo_ticket(tmp_path, name)
     out = export(ticket, out=tmp_path / name)
-    m = json.loads((out / "manifest.json").read_text())
+    m = read_manifest(out)
     assert m["source"]["sha256"] == ticket.sha256 and ticket.sha256
+    assert m["compaction"]["channels"]["removed"] >= 0 and m["compaction"]["error"]["max_rel"] <= 1e-5
     assert any(lp["format"] != "dense" for lp in m["plan"]["layers"])
     _check_models(out, ticket.module, ticket.default_input_shape)
 

@@ -22,11 +22,14 @@ def sparse_out(every_op, tmp_path_factory):
 def test_every_op_matches_and_manifest_says_how(every_op, sparse_out):
     assert check_against(sparse_out, GraphModule(every_op), SHAPE) <= REL
     m = manifest(sparse_out)
-    assert m["format_version"] == 1 and m["library"] == "model.so"
-    assert m["target"]["backend"] == "tvm" and m["target"]["tvm"]["mcpu"] not in ("", "generic")
+    assert m["format_version"] == 2 and list(m["files"]) == ["model.so"] and m["files"]["model.so"]["role"] == "library"
+    assert m["target"]["backend"] == "tvm" and m["target"]["options"]["tvm"]["mcpu"] not in ("", "generic")
+    assert m["target"]["device"] == "cpu" and m["target"]["kernels"] is True
     assert m["inputs"] == [{"name": "x", "shape": [1, 3, 32, 32], "dtype": "float32"}]
     assert m["outputs"][0]["shape"] == [1, 10]
-    assert m["fidelity"]["rel"] <= REL and m["fidelity"]["measured_on"].startswith("this artifact")
+    assert m["fidelity"]["files"]["model.so"]["rel"] <= REL and m["fidelity"]["measured_on"].startswith("this artifact")
+    assert m["channel_padding"]["tensors"] == [] and m["compaction"] == {
+        "not_run": "the exporter was given a graph, compacted or not, and exported it as it is"}
     layers = {lp["name"]: lp for lp in m["plan"]["layers"]}
     # plan=None: csr where masked and >= 50 % sparse, dense otherwise (grp is 0 % sparse: block-diagonal dense)
     assert layers["pw1"]["format"] == "csr" and layers["pw1"]["impl"] == "conv2d_csr"

@@ -16,7 +16,7 @@ def test_zoo_ticket_matches(tmp_path, factory, kwargs):
     ticket = masked_zoo_ticket(factory, **kwargs)
     out = export_tvm(ticket, "llvm", tmp_path / factory)
     m = manifest(out)
-    assert m["source"]["name"] == factory and m["fidelity"]["rel"] <= REL
+    assert m["source"]["name"] == factory and m["fidelity"]["files"]["model.so"]["rel"] <= REL
     assert any(lp["runs_as"] != "dense" for lp in m["plan"]["layers"])
     assert check_against(out, ticket.module, (1, 3, 64, 64)) <= REL
 
@@ -33,7 +33,7 @@ def test_shared_sample_matches(samples, tmp_path, name):
     io = torch.load(samples / f"{name}.io.pt", map_location="cpu", weights_only=True)
     shape = tuple(io["x"].shape)
     out = export_tvm(ticket, "llvm", tmp_path / name, input_shape=shape)
-    assert manifest(out)["fidelity"]["rel"] <= REL
+    assert manifest(out)["fidelity"]["files"]["model.so"]["rel"] <= REL
     assert check_against(out, ticket.module, shape) <= REL
     got, want = load(out, threads=1).run(io["x"]), io["y"].numpy()
     assert float(np.abs(got - want).max() / np.abs(want).max()) <= REL

@@ -3,7 +3,10 @@
     python benchmarks/headline.py [TICKET ...] [--runtimes all] [--repeat 50] [--quick] [--out DIR]
 
 Writes benchmarks/results/<machine>.json and <machine>.png (or into --out) and prints the table.
-Speedups are ratios against ORT dense measured in the same interleaved run on the same machine.
+"all" is every runtime, ort-plain (ORT on a plain torch.onnx.export) and openvino (f32) included, the
+latter when installed (the run says when it is not); add openvino-bf16 by naming it in --runtimes.
+Speedups are ratios against the fastest dense f32 runtime at each thread count (bench's best-dense
+baseline; each record's baseline_runtime names it), measured in the same interleaved run.
 Each configuration's peak memory is measured afterwards in its own process (--no-memory skips).
 --quick (10 timed calls, 2 warm-up, a check that everything runs, not figures to publish)
 writes into a temporary folder unless --out is given, so it never replaces committed results.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's st_deploy
 
-from st_deploy.bench import RUNTIMES, BenchSource, bench, print_results, write_json, write_plot  # noqa: E402
+from st_deploy.bench import BenchSource, bench, print_results, write_json, write_plot  # noqa: E402
 from st_deploy.bench.machine import machine_slug  # noqa: E402
 from st_deploy.example import make_example  # noqa: E402
 from st_deploy.loaders import load_ticket  # noqa: E402
@@ -46,7 +49,7 @@ def main() -> None:
             args.out = Path(tempfile.mkdtemp(prefix="st-headline-"))
     args.out = args.out or RESULTS
     started = time.perf_counter()
-    runtimes = list(RUNTIMES) if args.runtimes == "all" else args.runtimes.split(",")
+    runtimes = "all" if args.runtimes == "all" else args.runtimes.split(",")
     threads = [int(t) for t in args.threads.split(",")]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,8 +59,10 @@ def main() -> None:
             ticket = load_ticket(path)
             print(f"== {ticket.name} ({ticket.default_input_shape})")
             result = bench(BenchSource(ticket=ticket), runtimes, threads, [1], warmup=args.warmup,
-                           repeat=args.repeat, min_time=args.min_time, baseline="ort-dense",
+                           repeat=args.repeat, min_time=args.min_time, baseline="best-dense",
                            memory=not args.no_memory)
+            if result["runtimes_chosen"]:
+                print(result["runtimes_chosen"])
             print_results(result)
             runs[ticket.name] = result
     args.out.mkdir(parents=True, exist_ok=True)
@@ -65,7 +70,7 @@ def main() -> None:
     first = next(iter(runs.values()))
     elapsed = time.perf_counter() - started
     settings = {"repeat": args.repeat, "warmup": args.warmup, "min_time": args.min_time, "threads": threads,
-                "runtimes": runtimes, "quick": args.quick, "memory": not args.no_memory,
+                "runtimes": first["runtimes_chosen"] or runtimes, "quick": args.quick, "memory": not args.no_memory,
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "elapsed_s": round(elapsed, 1)}
     write_json({"machine": first["machine"], "settings": settings, "runs": runs}, args.out / f"{slug}.json")
     write_plot(first, args.out / f"{slug}.png")

@@ -1,4 +1,4 @@
-"""Zoo: eight pruned torchvision CNNs through ORT (plain export, our dense, our sparse) and TVM.
+"""Zoo: eight pruned torchvision CNNs through ORT (plain export, our dense, our sparse), OpenVINO and TVM.
 
     python benchmarks/zoo.py [--models resnet50,mobilenet_v2] [--rounds 20] [--no-tvm]
                              [--per-layer] [--keep DIR] [--out-json PATH]
@@ -11,15 +11,20 @@ averages, then eval). Calibrating after pruning keeps the pruned network's activ
 scale; statistics of the unpruned network would shrink them layer after layer. No weights are
 downloaded.
 
-At 224x224, batch 1, 1 thread, four runtimes are timed interleaved (rounds of one call of each,
+At 224x224, batch 1, 1 thread, five runtimes are timed interleaved (rounds of one call of each,
 after warm-up calls), medians reported:
-  ort-plain   torch.onnx.export(dynamo=False, opset 17) of the model with its masks applied, in ORT
-              (all optimisations, st_deploy.ort_session's dense settings);
-  ort-dense   model.dense.onnx of st_deploy.export(module, target="onnx") (same settings);
+  ort-plain   st_deploy.bench.plain_export: torch.onnx.export(dynamo=False, opset 17, symbolic batch) of
+              the model with its masks applied, in ORT with default settings (the same file and session
+              as `st-deploy bench --runtime ort-plain`);
+  ort-dense   model.dense.onnx of st_deploy.export(module, target="onnx") (st_deploy.ort_session);
+  openvino    OpenVINO's CPU plugin on that model.dense.onnx, f32 pinned (st_deploy.bench.openvino_rt,
+              as `st-deploy bench --runtime openvino`); left out, and said so, when not installed;
   ort-sparse  model.sparse.onnx of that export through st_deploy.ort_session (our kernels);
   tvm-sparse  st_deploy.export(module, target="llvm") loaded with st_deploy.load(threads=1).
-Speedups of ort-sparse and tvm-sparse are taken against the best dense ORT time (the better of
-ort-plain and ort-dense), and ort-dense against ort-plain. Targets (issue #19): sparse >= 2.0x on
+Speedups of ort-sparse and tvm-sparse are taken against the best dense time (the fastest of ort-plain,
+ort-dense and openvino: `<runtime>_x`, `best_dense`) and against the best dense ORT time (ort-plain,
+ort-dense: `<runtime>_x_ort`, the measure of issue #19's targets and of DeepSparse's figures), and
+ort-dense against ort-plain. Targets (issue #19): sparse >= 2.0x on
 every architecture, >= 3x on ResNet-50, ahead of DeepSparse 1.8's figures on this machine kind
 (over ORT dense on a plain export: ResNet-50 2.62x, MobileNetV2 1.34x, EfficientNet-B0 0.82x;
 ../shared/notes/PLATFORM.md); our dense model >= 0.95x the plain export's speed.
@@ -32,7 +37,6 @@ machine the neighbours' load moves absolute times; the ratios come from one inte
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -53,20 +57,22 @@ from torch.nn.utils import prune  # noqa: E402
 import st_deploy  # noqa: E402
 from st_deploy.bench.machine import machine_info, machine_slug  # noqa: E402
 from st_deploy.bench.output import write_json  # noqa: E402
+from st_deploy.bench.plain_export import PLAIN_OPSET, masks_applied, plain_onnx_export, plain_ort_session  # noqa: E402
 from st_deploy.models.torchvision_compat import import_torchvision  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ["resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_400mf",
           "convnext_tiny", "densenet121", "shufflenet_v2_x1_0"]
 SHAPE = (1, 3, 224, 224)
-OPSET = 17
 # DeepSparse 1.8 on this machine kind, 1 thread, over ORT dense on a plain torch.onnx.export of the
 # same pruned model (../shared/notes/PLATFORM.md, "Outside references").
 DEEPSPARSE = {"resnet50": 2.62, "mobilenet_v2": 1.34, "efficientnet_b0": 0.82}
 TARGET_SPARSE = {"resnet50": 3.0}  # every other architecture: DEFAULT_TARGET
 DEFAULT_TARGET = 2.0
 TARGET_DENSE = 0.95
-RUNTIMES = ("ort-plain", "ort-dense", "ort-sparse", "tvm-sparse")
+RUNTIMES = ("ort-plain", "ort-dense", "openvino", "ort-sparse", "tvm-sparse")
+ORT_DENSE = ("ort-plain", "ort-dense")
+DENSE = ("ort-plain", "ort-dense", "openvino")
 
 
 def build(name: str, seed: int, calib_batches: int, calib_size: int) -> nn.Module:
@@ -96,15 +102,6 @@ def build(name: str, seed: int, calib_batches: int, calib_size: int) -> nn.Modul
     for m, mom in zip(bns, momenta):
         m.momentum = mom
     return model.eval()
-
-
-def masks_applied(model: nn.Module) -> nn.Module:
-    """A copy with every prune reparametrisation made permanent (plain weights with zeros)."""
-    plain = copy.deepcopy(model)
-    for m in plain.modules():
-        if prune.is_pruned(m) and hasattr(m, "weight_orig"):
-            prune.remove(m, "weight")
-    return plain.eval()
 
 
 def density(model: nn.Module) -> dict[str, Any]:
@@ -187,10 +184,9 @@ def run_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     plain_path = work / "plain.onnx"
     try:
         t0 = time.perf_counter()
-        torch.onnx.export(plain, (torch.from_numpy(x),), str(plain_path), dynamo=False, opset_version=OPSET,
-                          input_names=["input"], output_names=["output"])
+        plain_onnx_export(model, SHAPE, plain_path)
         rec["plain_export_s"] = round(time.perf_counter() - t0, 1)
-        runners["ort-plain"] = ort_runner(st_deploy.ort_session(plain_path, threads=1))
+        runners["ort-plain"] = ort_runner(plain_ort_session(plain_path, threads=1))
     except Exception as e:  # noqa: BLE001  (a benchmark records the failure and goes on)
         rec["errors"]["ort-plain"] = short_error(e)
 
@@ -208,6 +204,14 @@ def run_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
         rec["errors"]["onnx"] = short_error(e)
         if args.verbose:
             traceback.print_exc()
+    if openvino_missing() is None and (onnx_dir / "model.dense.onnx").is_file():
+        try:
+            from st_deploy.bench.openvino_rt import OpenVinoRun
+            ov_run = OpenVinoRun(onnx_dir / "model.dense.onnx", 1, "f32", SHAPE)
+            rec["openvino_precision"] = ov_run.precision
+            runners["openvino"] = lambda x, r=ov_run: r(x)[0]
+        except Exception as e:  # noqa: BLE001
+            rec["errors"]["openvino"] = short_error(e)
 
     if not args.no_tvm:
         tvm_dir = work / "tvm"
@@ -237,21 +241,22 @@ def run_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
     rec["ms"] = {k: round(float(np.median(v)) * 1e3, 3) for k, v in runs.items()}
     rec["min_ms"] = {k: round(float(np.min(v)) * 1e3, 3) for k, v in runs.items()}
     ms = rec["ms"]
-    dense = [ms[k] for k in ("ort-plain", "ort-dense") if k in ms]
-    if dense:
-        best = min(dense)
-        rec["best_dense_ms"] = best
-        rec["best_dense"] = min((k for k in ("ort-plain", "ort-dense") if k in ms), key=lambda k: ms[k])
-        for k in ("ort-sparse", "tvm-sparse"):
-            if k in ms:
-                rec[f"{k}_x"] = round(best / ms[k], 3)
+    for pool, suffix in ((DENSE, ""), (ORT_DENSE, "_ort")):
+        there = [k for k in pool if k in ms]
+        if there:
+            best = min(there, key=lambda k: ms[k])
+            rec[f"best_dense{suffix}_ms"] = ms[best]
+            rec[f"best_dense{suffix}"] = best
+            for k in ("ort-sparse", "tvm-sparse"):
+                if k in ms:
+                    rec[f"{k}_x{suffix}"] = round(ms[best] / ms[k], 3)
     if "ort-plain" in ms and "ort-dense" in ms:
         rec["dense_vs_plain_x"] = round(ms["ort-plain"] / ms["ort-dense"], 3)
     target = TARGET_SPARSE.get(name, DEFAULT_TARGET)
     rec["target_x"] = target
     rec["deepsparse_x"] = DEEPSPARSE.get(name)
-    rec["meets"] = {k: (rec[f"{k}_x"] >= target and rec[f"{k}_x"] > (DEEPSPARSE.get(name) or 0.0))
-                    for k in ("ort-sparse", "tvm-sparse") if f"{k}_x" in rec}
+    rec["meets"] = {k: (rec[f"{k}_x_ort"] >= target and rec[f"{k}_x_ort"] > (DEEPSPARSE.get(name) or 0.0))
+                    for k in ("ort-sparse", "tvm-sparse") if f"{k}_x_ort" in rec}
     if "dense_vs_plain_x" in rec:
         rec["meets"]["dense"] = rec["dense_vs_plain_x"] >= TARGET_DENSE
 
@@ -279,9 +284,19 @@ def fmt_ms(rec: dict[str, Any], k: str) -> str:
     return f"{rec['ms'][k]:.2f}" if k in rec.get("ms", {}) else "-"
 
 
+def openvino_missing() -> str | None:
+    """Why openvino is not timed (None when it is installed)."""
+    import importlib.util
+    if importlib.util.find_spec("openvino") is None:
+        from st_deploy.bench.openvino_rt import INSTALL_HINT
+        return f"not installed ({INSTALL_HINT})"
+    return None
+
+
 def table(records: list[dict[str, Any]]) -> str:
-    head = ("| model | ORT plain ms | our dense ms | ORT sparse ms | TVM sparse ms | dense vs plain | "
-            "ORT sparse x | TVM sparse x | target | DeepSparse x | max rel err (plain / dense / sparse / tvm) |")
+    head = ("| model | ORT plain ms | our dense ms | OpenVINO ms | ORT sparse ms | TVM sparse ms | dense vs plain | "
+            "ORT sparse x (ORT / best dense) | TVM sparse x (ORT / best dense) | target | DeepSparse x | "
+            "max rel err (plain / dense / openvino / sparse / tvm) |")
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in records:
         errs = r.get("max_rel_err", {})
@@ -290,8 +305,10 @@ def table(records: list[dict[str, Any]]) -> str:
         if r.get("errors"):
             note = " (failed: " + ", ".join(r["errors"]) + ")"
         lines.append(f"| {r['model']}{note} | {fmt_ms(r, 'ort-plain')} | {fmt_ms(r, 'ort-dense')} | "
-                     f"{fmt_ms(r, 'ort-sparse')} | {fmt_ms(r, 'tvm-sparse')} | {fmt_x(r.get('dense_vs_plain_x'))} | "
-                     f"{fmt_x(r.get('ort-sparse_x'))} | {fmt_x(r.get('tvm-sparse_x'))} | "
+                     f"{fmt_ms(r, 'openvino')} | {fmt_ms(r, 'ort-sparse')} | {fmt_ms(r, 'tvm-sparse')} | "
+                     f"{fmt_x(r.get('dense_vs_plain_x'))} | "
+                     f"{fmt_x(r.get('ort-sparse_x_ort'))} / {fmt_x(r.get('ort-sparse_x'))} | "
+                     f"{fmt_x(r.get('tvm-sparse_x_ort'))} / {fmt_x(r.get('tvm-sparse_x'))} | "
                      f">= {r.get('target_x', DEFAULT_TARGET):.1f}x | {fmt_x(r.get('deepsparse_x'))} | {err} |")
     return "\n".join(lines)
 
@@ -360,19 +377,22 @@ def main(argv: list[str] | None = None) -> int:
             ms = rec.get("ms", {})
             print(f"{name:20s} " + "  ".join(f"{k} {v:.2f} ms" for k, v in ms.items())
                   + f"  | sparse {fmt_x(rec.get('ort-sparse_x'))} tvm {fmt_x(rec.get('tvm-sparse_x'))}"
+                    f" (over {rec.get('best_dense', '-')})"
                     f" dense/plain {fmt_x(rec.get('dense_vs_plain_x'))}"
                   + (f"  errors: {rec['errors']}" if rec.get("errors") else "")
                   + f"  ({rec['wall_s']:.0f} s)", flush=True)
     elapsed = time.perf_counter() - started
     settings = {"models": names, "input_shape": list(SHAPE), "threads": 1, "batch": 1, "rounds": args.rounds,
-                "warmup": args.warmup, "tvm": not args.no_tvm, "seed": args.seed, "opset_plain": OPSET,
+                "warmup": args.warmup, "tvm": not args.no_tvm, "seed": args.seed, "opset_plain": PLAIN_OPSET,
+                "openvino": openvino_missing() or "CPU plugin, f32 pinned, 1 thread, static input shape",
                 "pruning": "torch.nn.utils.prune.l1_unstructured: first Conv2d dense, depthwise "
                            "(groups == in == out channels) 50 %, every other Conv2d and Linear 90 %",
                 "bn_calibration": f"after pruning: {args.calib_batches} randn batches of {args.calib_size} in "
                                   f"train mode, cumulative averages, then eval",
                 "timing": "interleaved rounds of one call per runtime, warm-up rounds first; medians (min_ms: minima)",
-                "speedups": "ort-sparse_x / tvm-sparse_x: best dense ORT ms (min of ort-plain, ort-dense) / ms; "
-                            "dense_vs_plain_x: ort-plain ms / ort-dense ms",
+                "speedups": "ort-sparse_x / tvm-sparse_x: best dense ms (min of ort-plain, ort-dense, openvino) / ms; "
+                            "*_x_ort: best dense ORT ms (min of ort-plain, ort-dense) / ms, the measure of the "
+                            "targets and of DeepSparse's figures; dense_vs_plain_x: ort-plain ms / ort-dense ms",
                 "max_rel_err": "max|y - y_torch| / max|y_torch|, same input, pruned torch model (prune hooks on)",
                 "targets": {"sparse_x": DEFAULT_TARGET, "resnet50_sparse_x": TARGET_SPARSE["resnet50"],
                             "dense_vs_plain_x": TARGET_DENSE, "deepsparse_x": DEEPSPARSE},

@@ -243,15 +243,22 @@ def _int_list(value: str, flag: str) -> list[int]:
 @cli.command("bench")
 @click.argument("ticket", type=click.Path(path_type=Path))
 @click.option("--runtime", "runtimes", default=None,
-              help="Comma-separated: torch, torch-compact, ort-dense, ort-sparse, tvm-dense, tvm-sparse, or all. "
-                   "Default: torch,ort-dense,ort-sparse for a ticket; for an artifact folder, what it serves "
-                   "(ONNX: ort-dense,ort-sparse; TVM: tvm-sparse, or tvm-dense if exported --format dense).")
+              help="Comma-separated: torch, torch-compact, ort-plain, ort-dense, ort-sparse, openvino, openvino-bf16, "
+                   "tvm-dense, tvm-sparse, or all. Default: torch,ort-dense,ort-sparse for a ticket; for an artifact "
+                   "folder, what it serves (ONNX: ort-dense,ort-sparse; TVM: tvm-sparse, or tvm-dense if exported "
+                   "--format dense). ort-plain: ONNX Runtime, default settings, on a plain torch.onnx.export of the "
+                   "ticket (what a user has without st-deploy). openvino: OpenVINO's CPU plugin on model.dense.onnx, "
+                   "f32 pinned (pip install \"st-deploy[openvino]\"); openvino-bf16: the same in bf16, only when "
+                   "named. all: every runtime but openvino-bf16 (openvino when installed; it says so when not).")
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--warmup", default=10, show_default=True)
 @click.option("--repeat", default=100, show_default=True)
 @click.option("--min-time", default=0.0, show_default=True, help="Minimum timed seconds per configuration.")
-@click.option("--baseline", default="ort-dense", show_default=True)
+@click.option("--baseline", default="best-dense", show_default=True,
+              help="Runtime the speedups are against. best-dense: at each threads/batch, the fastest dense f32 "
+                   "runtime timed (torch, ort-plain, ort-dense, openvino, tvm-dense); the table and JSON "
+                   "(baseline_runtime) say which. Or name one runtime of the run.")
 @click.option("--input-shape", default=None, metavar="N,C,H,W")
 @click.option("--target", default="llvm", show_default=True, help="TVM target of the tvm-* runtimes.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write JSON here.")
@@ -346,9 +353,12 @@ def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) ->
     out: dict[str, Any] = {}
     x = seeded_input([1, *shape[1:]])
     for runtime in names:
-        if runtime in ("ort-dense", "ort-sparse"):
-            folder = source.exported("onnx")
-            model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
+        if runtime in ("ort-dense", "ort-sparse", "ort-plain"):
+            if runtime == "ort-plain":
+                model = source.plain_onnx()
+            else:
+                folder = source.exported("onnx")
+                model = folder / ("model.dense.onnx" if runtime == "ort-dense" else "model.sparse.onnx")
             out[runtime] = ort_per_layer(model, x, threads=threads)
         elif runtime in ("tvm-dense", "tvm-sparse"):
             folder = source.exported(source.target, "auto" if runtime == "tvm-sparse" else "dense")
@@ -359,8 +369,8 @@ def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) ->
                 out[runtime] = {"error": str(e)}
                 continue
         else:
-            click.echo(f"per-layer: {runtime} is not profiled per layer (no per-layer timer for eager torch here: "
-                       f"ONNX Runtime's profiler serves ort-*, a Relax VM call timer serves tvm-*)")
+            click.echo(f"per-layer: {runtime} is not profiled per layer (no per-layer timer for eager torch or "
+                       f"OpenVINO here: ONNX Runtime's profiler serves ort-*, a Relax VM call timer serves tvm-*)")
             continue
         print_per_layer(runtime, out[runtime])
     return out

@@ -1,6 +1,6 @@
 """Child process of st_deploy.bench.memory: `python -m st_deploy.bench._rss_child SPEC_JSON`.
 
-mode "run": load one configuration (an artifact folder or a packed ticket), run the cold call,
+mode "run": load one configuration (an artifact folder, a plain ONNX file or a packed ticket), run the cold call,
 `warmup` and `iters` more calls, print {"peak_rss_mb", "steady_rss_mb"} as one JSON line.
 mode "baseline": import the same harness and the runtime library only, print the same.
 Not imported by the package, so `-m` runs it fresh.
@@ -50,6 +50,8 @@ def _import_library(name: str) -> None:
         import onnxruntime  # noqa: F401
     elif name == "torch":
         import torch  # noqa: F401
+    elif name == "openvino":
+        import openvino  # noqa: F401
     else:
         raise ValueError(f"unknown runtime library {name!r}")
 
@@ -71,9 +73,11 @@ def main(spec: dict[str, Any]) -> dict[str, Any]:
         ticket = load_packed(read_tensors_only(path), path, model=spec.get("model"))
         src = BenchSource(ticket=ticket)
         runtime = "torch"  # torch-compact's ticket file already holds the compacted module
+    elif "plain_model" in spec:
+        src = BenchSource(ticket=None, plain_model=Path(spec["plain_model"]))
     else:
         src = BenchSource(ticket=None, artifact=Path(spec["artifact"]), target=spec.get("target", "llvm"))
-    run = prepare(runtime, src, int(spec["threads"]))
+    run = prepare(runtime, src, int(spec["threads"]), shape=spec["shape"])
     x = seeded_input(spec["shape"])
     for _ in range(1 + int(spec["warmup"]) + int(spec["iters"])):
         run(x)

@@ -14,7 +14,7 @@ from ..artifact import read_manifest
 from ..errors import DeployError
 from ..ticket import Ticket
 from .machine import machine_info
-from .runtimes import RUNTIMES, BenchSource, choose_runtimes, prepare, to_numpy
+from .runtimes import BEST_DENSE, DENSE_RUNTIMES, RUNTIMES, BenchSource, choose_runtimes, prepare, to_numpy
 from .stats import speedup, summarize
 
 
@@ -30,7 +30,9 @@ class Record:
     peak_rss_mb: float | None = None      # peak RSS of a fresh process running this configuration
     baseline_rss_mb: float | None = None  # the same process with the runtime imported, no model
     speedup: float | None = None
-    baseline: str | None = None
+    baseline: str | None = None           # what was asked: "best-dense" or a runtime's name
+    baseline_runtime: str | None = None   # the runtime whose p50 at this (threads, batch) divided
+    precision: str = "f32"                # what the runtime computes in (openvino reports its own)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def flat(self) -> dict[str, Any]:
@@ -54,6 +56,8 @@ class _Config:
     x: np.ndarray
     cold_ms: float
     fidelity: tuple[float, float] | None
+    precision: str = "f32"
+    extra: dict[str, Any] = field(default_factory=dict)
     times: list[float] = field(default_factory=list)
 
 
@@ -69,7 +73,7 @@ def _fidelity(out: Any, ref: np.ndarray | None) -> tuple[float, float] | None:
 
 def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = None,
           threads: Sequence[int] = (1,), batches: Sequence[int] = (1,), warmup: int = 10,
-          repeat: int = 100, min_time: float = 0.0, baseline: str = "ort-dense",
+          repeat: int = 100, min_time: float = 0.0, baseline: str = BEST_DENSE,
           input_shape: Sequence[int] | None = None, progress: Callable[[int, int], None] | None = None,
           device: str = "cpu", memory: bool = True, memory_iters: int = 5) -> dict[str, Any]:
     """Time each (runtime, threads, batch); returns {"records": [...], "machine": {...}}.
@@ -89,6 +93,9 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = N
     the whole process, Python and the runtime library included) and a baseline child per runtime
     library that loads no model; records get peak_rss_mb and baseline_rss_mb (None, with
     peak_rss_error, where a child failed; None on --device cuda, whose memory is not host RSS).
+
+    baseline: "best-dense" (speedups against the fastest of DENSE_RUNTIMES timed at the same threads
+    and batch; each record's baseline_runtime names it) or one runtime of the run.
     """
     src = source if isinstance(source, BenchSource) else BenchSource(ticket=source)
     runtimes, chosen = choose_runtimes(src, runtimes, device)
@@ -97,6 +104,12 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = N
         raise DeployError(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
     if repeat < 1 or warmup < 0:
         raise DeployError("--repeat must be >= 1 and --warmup >= 0")
+    if baseline != BEST_DENSE and baseline not in runtimes:
+        raise DeployError(f"--baseline {baseline}: not among the runtimes timed ({', '.join(runtimes)}); "
+                          f"name one of them or {BEST_DENSE}")
+    if any(r.startswith("openvino") for r in runtimes):
+        from .openvino_rt import require_openvino
+        require_openvino()  # now, not after the other runtimes' exports
     ticket = src.ticket
     shape = list(input_shape or (ticket.default_input_shape if ticket else artifact_input_shape(src.artifact)))
     src.input_shape = tuple(shape)
@@ -129,7 +142,8 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = N
                 records.append(Record(c.runtime, c.threads, c.batch, summarize(c.times, c.batch),
                                       c.cold_ms,
                                       c.fidelity[0] if c.fidelity else None,
-                                      c.fidelity[1] if c.fidelity else None))
+                                      c.fidelity[1] if c.fidelity else None,
+                                      precision=c.precision, extra=dict(c.extra)))
     finally:
         torch.set_num_threads(saved_threads)
     if memory and device == "cpu":
@@ -137,6 +151,7 @@ def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = N
     _add_speedups(records, baseline)
     return {"records": [r.flat() for r in records], "machine": machine_info(),
             "input_shape": shape, "baseline": baseline, "device": device, "runtimes_chosen": chosen,
+            "dense_runtimes": list(DENSE_RUNTIMES) if baseline == BEST_DENSE else None,
             "schedule": {str(t): dict(zip(("untimed_per_turn", "timed_per_turn"), _schedule(t))) for t in threads}}
 
 
@@ -162,14 +177,17 @@ def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batc
             with torch.no_grad():
                 ref = to_numpy(ticket.module(torch.from_numpy(x))).astype(np.float64)
         for runtime in runtimes:
-            run = prepare(runtime, src, n_threads, device)
+            run = prepare(runtime, src, n_threads, device, shape=x.shape)
             t0 = time.perf_counter()
             out = run(x)
             cold = (time.perf_counter() - t0) * 1e3
             fid = _fidelity(out, ref)
             for _ in range(warmup):
                 run(x)
-            configs.append(_Config(runtime, n_threads, batch, run, x, cold, fid))
+            # openvino reports what it computes in and the plugin settings it compiled with
+            extra = {"openvino_config": run.config} if hasattr(run, "config") else {}
+            configs.append(_Config(runtime, n_threads, batch, run, x, cold, fid,
+                                   getattr(run, "precision", "f32"), extra))
     return configs
 
 
@@ -185,12 +203,25 @@ def _add_memory(src: BenchSource, records: list[Record], shape: Sequence[int], w
 
 
 def _add_speedups(records: list[Record], baseline: str) -> None:
-    base = {(r.threads, r.batch): r.stats["p50_ms"] for r in records if r.runtime == baseline}
-    for r in records:
-        b = base.get((r.threads, r.batch))
-        if b is not None:
-            r.speedup = speedup(b, r.stats["p50_ms"])
+    """Speedup of each record over the baseline at the same (threads, batch): the runtime named, or
+    with "best-dense" the fastest (p50) of DENSE_RUNTIMES there. No baseline record, no speedup."""
+    candidates = DENSE_RUNTIMES if baseline == BEST_DENSE else (baseline,)
+    for key in {(r.threads, r.batch) for r in records}:
+        group = [r for r in records if (r.threads, r.batch) == key]
+        pool = [r for r in group if r.runtime in candidates]
+        if not pool:
+            continue
+        base = min(pool, key=lambda r: r.stats["p50_ms"])
+        for r in group:
+            r.speedup = speedup(base.stats["p50_ms"], r.stats["p50_ms"])
             r.baseline = baseline
+            r.baseline_runtime = base.runtime
+
+
+def baseline_runtimes(result: dict[str, Any]) -> dict[tuple[int, int], str]:
+    """{(threads, batch): the runtime the speedups there are against} of a bench result."""
+    return {(r["threads"], r["batch"]): r["baseline_runtime"] for r in result["records"]
+            if r.get("baseline_runtime")}
 
 
 def artifact_input_shape(folder: Path) -> list[int]:

@@ -25,8 +25,9 @@ from typing import Any, Sequence
 from .runtimes import BenchSource, cache_root
 
 # Library each runtime brings into the process, imported alone by its baseline child.
-RUNTIME_LIBRARY = {"torch": "torch", "torch-compact": "torch", "ort-dense": "onnxruntime",
-                   "ort-sparse": "onnxruntime", "tvm-dense": "tvm", "tvm-sparse": "tvm"}
+RUNTIME_LIBRARY = {"torch": "torch", "torch-compact": "torch", "ort-plain": "onnxruntime", "ort-dense": "onnxruntime",
+                   "ort-sparse": "onnxruntime", "openvino": "openvino", "openvino-bf16": "openvino",
+                   "tvm-dense": "tvm", "tvm-sparse": "tvm"}
 CHILD = "st_deploy.bench._rss_child"
 CHILD_TIMEOUT_S = 600.0
 
@@ -79,7 +80,9 @@ def config_spec(src: BenchSource, runtime: str, threads: int, batch: int, shape:
         ticket = src.require_ticket(runtime)
         if ticket.family == "masked" and runtime == "torch":
             spec["model"] = ticket.config.get("model")  # the factory the user named to load it
-    elif runtime in ("ort-dense", "ort-sparse"):
+    elif runtime == "ort-plain":
+        spec["plain_model"] = str(src.plain_onnx())
+    elif runtime in ("ort-dense", "ort-sparse", "openvino", "openvino-bf16"):
         spec["artifact"] = str(src.exported("onnx"))
     else:
         spec["artifact"] = str(src.exported(src.target, "auto" if runtime == "tvm-sparse" else "dense"))

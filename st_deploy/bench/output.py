@@ -12,7 +12,7 @@ from ..io.tables import print_table
 
 CSV_COLUMNS = ("runtime", "threads", "batch", "n", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms",
                "std_ms", "throughput_items_s", "cold_ms", "peak_rss_mb", "baseline_rss_mb", "speedup", "baseline",
-               "fidelity_max_abs", "fidelity_max_rel")
+               "baseline_runtime", "precision", "fidelity_max_abs", "fidelity_max_rel")
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -41,7 +41,29 @@ def print_results(result: dict[str, Any]) -> None:
     print_table(f"latency (ms), input {'x'.join(map(str, result['input_shape']))}, baseline {result['baseline']}",
                 ["runtime", "thr", "batch", "p50", "mean", "p90", "p99", "std", "items/s", "cold", "peak MB",
                  "model MB", "speedup", "max rel err"], rows,
-                [f"{m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])})"] + _memory_notes(result["records"]))
+                [f"{m['cpu']} ({m['cores']} cores, {' '.join(m['isa'])})"] + baseline_notes(result)
+                + _memory_notes(result["records"]))
+
+
+def baseline_notes(result: dict[str, Any]) -> list[str]:
+    """What the speedups are against, per (threads, batch), and which rows are not f32."""
+    recs = result["records"]
+    against: dict[str, list[str]] = {}
+    for r in recs:
+        if r.get("baseline_runtime"):
+            against.setdefault(r["baseline_runtime"], []).append(f"{r['threads']}t b{r['batch']}")
+    lines = []
+    if result.get("baseline") == "best-dense":
+        dense = ", ".join(result.get("dense_runtimes") or [])
+        lines.append(f"speedup: over the fastest dense f32 runtime timed at the same threads and batch ({dense})"
+                     + (": " + "; ".join(f"{k} at {', '.join(v)}" for k, v in against.items()) if against
+                        else ": none was timed, so no speedups"))
+    elif result.get("baseline") not in (None, "-"):
+        lines.append(f"speedup: over {result['baseline']} at the same threads and batch (--baseline)")
+    lines += [f"{r['runtime']} {r['threads']}t b{r['batch']} computes in {r['precision']}, not f32 "
+              f"(max rel err shows what it costs); never a best-dense baseline"
+              for r in recs if r.get("precision", "f32") != "f32"]
+    return lines
 
 
 def _memory_notes(records: list[dict[str, Any]]) -> list[str]:
@@ -85,7 +107,8 @@ def write_plot(result: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     recs = result["records"]
-    labels = [f"{r['runtime']}\n{r['threads']}t b{r['batch']}" for r in recs]
+    labels = [f"{r['runtime']}\n{r['threads']}t b{r['batch']}"
+              + ("" if r.get("precision", "f32") == "f32" else f" {r['precision']}") for r in recs]
     p50 = [r["p50_ms"] for r in recs]
     lo = [r["p50_ms"] - r["min_ms"] for r in recs]
     hi = [r["p90_ms"] - r["p50_ms"] for r in recs]
@@ -97,7 +120,9 @@ def write_plot(result: dict[str, Any], path: Path) -> Path:
                         ha="center", va="bottom", fontsize=8, xytext=(0, 3), textcoords="offset points")
     ax.set_xticks(range(len(recs)), labels, fontsize=7)
     ax.set_ylabel("latency (ms): p50, whiskers min..p90")
-    ax.set_title(f"{result['machine']['cpu'][:60]} - speedup vs {result['baseline']}", fontsize=9)
+    against = sorted({r["baseline_runtime"] for r in recs if r.get("baseline_runtime")})
+    ax.set_title(f"{result['machine']['cpu'][:60]} - speedup vs {result['baseline']}"
+                 + (f" ({', '.join(against)})" if result["baseline"] == "best-dense" and against else ""), fontsize=9)
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -25,7 +25,7 @@ def _write(folder: Path, doc) -> Path:
 
 def test_a_written_manifest_reads_back(tmp_path: Path) -> None:
     m = manifest(**_fields())
-    assert m["format_version"] == FORMAT_VERSION and list(m) == list(KEYS)
+    assert m["format_version"] == FORMAT_VERSION and list(m) == list(KEYS) and list(m["target"]) == list(TARGET_KEYS)
     assert read_manifest(_write(tmp_path / "a", m)) == m
 
 

@@ -18,6 +18,7 @@ and compilers>.
 from __future__ import annotations
 
 import hashlib
+import fcntl
 import os
 import re
 import shutil
@@ -80,8 +81,6 @@ def kernel_objects(arch: str, cxx: str, cuda_arch: str | None = None) -> list[Pa
     cuda (cuda_arch "sm_XX"): [ffi_cuda.o, libst_kernels_cuda_core.a, libst_kernels_core.a,
     libcudart_static.a]; link with -ldl -lrt -lpthread.
     """
-    import tvm_ffi.libinfo
-
     if shutil.which("cmake") is None:
         raise DeployError("TVM export builds our kernels with cmake, which is not on PATH")
     src = kernel_sources()
@@ -101,13 +100,30 @@ def kernel_objects(arch: str, cxx: str, cuda_arch: str | None = None) -> list[Pa
     if all(f.is_file() for f in files):
         return files
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # Concurrent exports (several processes, a parallel test run) wait for one build instead of
+    # each compiling the same objects for minutes; the kernel drops the lock if its holder dies.
+    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(f.is_file() for f in files):
+            return files
+        _build(src, dest, files, arch, cxx, cuda_arch, compilers)
+    _prune(dest.parent, key)
+    return files
+
+
+def _build(src: Path, dest: Path, files: list[Path], arch: str, cxx: str, cuda_arch: str | None,
+           compilers: list[str]) -> None:
+    import tvm_ffi.libinfo
+
+    names = [f.name for f in files]
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     build = tmp / "build"
     try:
         cmake = ["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DST_KERNELS_FFI=OFF"]
         targets = ["st_kernels_core"]
         if cuda_arch is not None:
-            cmake += ["-DST_KERNELS_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={m.group(1)}",
+            sm = re.fullmatch(r"sm_(\d+)[a-z]?", cuda_arch).group(1)  # checked by kernel_objects
+            cmake += ["-DST_KERNELS_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={sm}",
                       f"-DCMAKE_CUDA_COMPILER={compilers[1]}"]
             targets.append("st_kernels_cuda_core")
         else:
@@ -137,8 +153,6 @@ def kernel_objects(arch: str, cxx: str, cuda_arch: str | None = None) -> list[Pa
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _prune(dest.parent, key)
-    return files
 
 
 def _cmake_cache_path(build: Path, name: str) -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from ..graph.ir import LAYER_ACTS, Graph, Node
+from ..graph.ir import LAYER_ACTS, Graph, Node, is_layer
 from .uses import Uses
 
 
@@ -50,64 +50,14 @@ def _merge_scale_shift(p: Node, scale: torch.Tensor | None, shift: torch.Tensor)
         p.params["scale"] = new_scale.float()
 
 
+def _bare_layer(p: Node | None) -> bool:
+    """A conv/linear with no activation yet: a scale_shift or an act after it can go into it."""
+    return p is not None and is_layer(p) and p.attrs.get("act", "none") == "none"
+
+
 def _fusable_act(n: Node, p: Node) -> bool:
     """An act node whose kind the layer before it can apply in its epilogue."""
-    return (n.op == "act" and n.attrs["kind"] in LAYER_ACTS and p.op in ("conv2d", "linear")
-            and p.attrs.get("act", "none") == "none")
-
-
-def _foldable_layer(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> Node | None:
-    p = graph.producers().get(name)
-    if p is None or p.op not in ("conv2d", "linear") or p.attrs.get("act", "none") != "none":
-        return None
-    if name in graph.outputs or len(consumers.get(name, [])) != 1:
-        return None
-    return p
-
-
-def _private(graph: Graph, name: str, consumers: dict[str, list[Node]]) -> bool:
-    return name not in graph.outputs and len(consumers.get(name, [])) == 1
-
-
-def _fold_once(graph: Graph) -> bool:
-    """Apply the first rule that fires in node order, rescanning the graph (used only while
-    the graph still has dead nodes; fold_batch_norms does the rest in one sweep)."""
-    consumers = graph.consumers()
-    prods = graph.producers()
-    for n in graph.nodes:
-        if n.op == "add":
-            for k, i in enumerate(n.inputs):
-                q = prods.get(i)
-                if q is not None and q.op == "add" and _private(graph, i, consumers):
-                    n.inputs = [*n.inputs[:k], *q.inputs, *n.inputs[k + 1:]]
-                    return True  # q is now unread; remove_unused drops it
-            continue
-        x = n.inputs[0]
-        p = prods.get(x)
-        if p is None or not _private(graph, x, consumers):
-            continue
-        if n.op == "scale_shift":
-            scale, shift = n.params.get("scale"), n.params["shift"]
-            if p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
-                _scale_layer(p, scale, shift)
-            elif p.op == "add":
-                layers = [_foldable_layer(graph, i, consumers) for i in p.inputs]
-                if any(q is None for q in layers) or len({q.name for q in layers}) != len(layers):
-                    continue
-                for k, q in enumerate(layers):
-                    _scale_layer(q, scale, shift if k == 0 else None)
-            elif p.op == "scale_shift":
-                _merge_scale_shift(p, scale, shift)
-            else:
-                continue
-        elif _fusable_act(n, p):
-            p.attrs["act"] = n.attrs["kind"]
-        else:
-            continue
-        graph.replace_uses(n.name, p.name)
-        graph.nodes.remove(n)
-        return True
-    return False
+    return n.op == "act" and n.attrs["kind"] in LAYER_ACTS and _bare_layer(p)
 
 
 def _has_dead_nodes(graph: Graph) -> bool:
@@ -120,7 +70,7 @@ def _has_dead_nodes(graph: Graph) -> bool:
 
 
 def _fold_at(graph: Graph, uses: Uses, n: Node) -> str | None:
-    """_fold_once's rules at node n, with the maps kept by `uses`.
+    """The rules at node n, with the maps kept by `uses`.
 
     Returns "merged" (an add took in an add input; n stays and may fire again), "folded"
     (n went into its producer and is gone) or None.
@@ -140,15 +90,13 @@ def _fold_at(graph: Graph, uses: Uses, n: Node) -> str | None:
         return None
     if n.op == "scale_shift":
         scale, shift = n.params.get("scale"), n.params["shift"]
-        if p.op in ("conv2d", "linear") and p.attrs.get("act", "none") == "none":
+        if _bare_layer(p):
             _scale_layer(p, scale, shift)
         elif p.op == "add":
             layers = []
             for i in p.inputs:
                 q = prods.get(i)
-                ok = q is not None and q.op in ("conv2d", "linear") and q.attrs.get("act", "none") == "none" \
-                    and uses.private(i)
-                layers.append(q if ok else None)
+                layers.append(q if _bare_layer(q) and uses.private(i) else None)
             if any(q is None for q in layers) or len({q.name for q in layers}) != len(layers):
                 return None
             for k, q in enumerate(layers):
@@ -177,10 +125,13 @@ def fold_batch_norms(graph: Graph) -> int:
     """
     fired = 0
     if _has_dead_nodes(graph):
-        # Dead readers count for the rules until the first rewrite's remove_unused.
-        if not _fold_once(graph):
+        # Dead readers count for the rules until the first rewrite's remove_unused: the first
+        # rule that fires in node order, with every reader counted (Uses counts dead ones too).
+        uses = Uses(graph)
+        if not any(_fold_at(graph, uses, n) for n in graph.nodes):
             return 0
         fired += 1
+        graph.nodes = [n for n in graph.nodes if id(n) not in uses.dropped]
         graph.remove_unused()
     uses = Uses(graph)
     for n in graph.nodes:

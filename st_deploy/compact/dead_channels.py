@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..graph.ir import Graph, Node
+from ..graph.kinds import is_conv, is_depthwise, is_layer, mixes_channels
 from ..graph.shapes import channel_counts
 
 
@@ -33,19 +34,16 @@ from ..graph.shapes import channel_counts
 _WHOLE = ("layer_norm", "opaque")
 
 
-def _kind(n: Node, counts: dict[str, int]) -> str:
-    if n.op == "linear":
-        return "dense"
-    if n.op in _WHOLE:
+def _kind(n: Node) -> str:
+    """How n couples its channels: "mixing" (any input channel feeds any output), "dw" (channel c
+    feeds channel c), "grouped" (keeps all its channels; opaque and layer_norm nodes too), else its op."""
+    if mixes_channels(n):
+        return "mixing"
+    if is_depthwise(n):
+        return "dw"
+    if is_conv(n) or n.op in _WHOLE:
         return "grouped"
-    if n.op != "conv2d":
-        return n.op
-    g = n.attrs["groups"]
-    if g == 1:
-        return "dense"
-    if g == counts[n.inputs[0]] == counts[n.name]:
-        return "depthwise"
-    return "grouped"
+    return n.op
 
 
 def _couple(need: dict[str, torch.Tensor], names: list[str]) -> bool:
@@ -70,7 +68,7 @@ def _set(need: dict[str, torch.Tensor], name: str, mask: torch.Tensor) -> bool:
 def _keep_shape_source(n: Node, kind: str, need: dict[str, torch.Tensor]) -> bool:
     """Run only at a fixpoint (forcing earlier would keep a channel a later read makes moot)."""
     src = None
-    if kind == "dense" and need[n.name].any():
+    if kind == "mixing" and need[n.name].any():
         src = n.inputs[0]  # a conv reading nothing still takes its spatial shape from its input
     elif n.op == "resize" and len(n.inputs) == 2:
         src = n.inputs[1]  # the tensor whose size the resize copies
@@ -107,7 +105,7 @@ class _DenseReads:
 
 def _propagate(n: Node, kind: str, need: dict[str, torch.Tensor], dense: _DenseReads) -> bool:
     x = n.inputs[0]
-    if kind == "dense":
+    if kind == "mixing":
         return dense.propagate(n, need)
     if kind == "grouped":
         changed = _set(need, n.name, torch.ones_like(need[n.name]))
@@ -151,13 +149,13 @@ def _take(v: torch.Tensor, dim: int, idx: torch.Tensor) -> torch.Tensor:
 
 def _prune_node(n: Node, kind: str, keep: dict[str, torch.Tensor]) -> None:
     ko = keep[n.name]
-    if n.op in ("conv2d", "linear") and kind != "grouped":
+    if is_layer(n) and kind != "grouped":
         ki = keep[n.inputs[0]]
         for k in ("weight", "mask"):
             w = _take(n.params[k], 0, ko)
-            n.params[k] = w if kind == "depthwise" else _take(w, 1, ki)
+            n.params[k] = w if kind == "dw" else _take(w, 1, ki)
         n.params["bias"] = _take(n.params["bias"], 0, ko)
-        if kind == "depthwise":
+        if kind == "dw":
             n.attrs["groups"] = int(ko.numel())
     elif n.op == "scale_shift":
         n.params = {k: _take(v, 0, ko) for k, v in n.params.items()}
@@ -169,7 +167,7 @@ def _prune_node(n: Node, kind: str, keep: dict[str, torch.Tensor]) -> None:
 def remove_dead_channels(graph: Graph) -> dict[str, tuple[int, int]]:
     """Drop unneeded channels in place; return {tensor: (channels before, after)} where it changed."""
     counts = channel_counts(graph)
-    kinds = {n.name: _kind(n, counts) for n in graph.nodes}
+    kinds = {n.name: _kind(n) for n in graph.nodes}
     need = {t: torch.zeros(c, dtype=torch.bool) for t, c in counts.items()}
     for t in [*graph.inputs, *graph.outputs]:
         need[t][:] = True

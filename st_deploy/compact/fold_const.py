@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..graph.ir import Graph, Node
+from ..graph.kinds import is_conv, is_layer
 from ..graph.module import apply_act
 from ..graph.shapes import channel_counts
 from .uses import Uses
@@ -45,7 +46,7 @@ def _absorb(n: Node, k: torch.Tensor) -> int:
     """
     bias = n.params["bias"].double()
     cand = torch.nonzero(~torch.isnan(k)).flatten()
-    if n.op == "conv2d" and n.attrs["padding"] != 0:
+    if is_conv(n) and n.attrs["padding"] != 0:
         cand = cand[k[cand] == 0.0]  # a kxk conv with zero padding: only zeros are uniform
     if cand.numel() == 0:
         n.params["bias"] = bias.float()
@@ -100,7 +101,7 @@ def _fold_into_producer(graph: Graph, uses: Uses, name: str, k: torch.Tensor) ->
     prod = uses.producer.get(name)
     if prod is None or name in graph.outputs or uses.count(name) != 1:
         return False
-    if prod.op in ("conv2d", "linear") and prod.attrs.get("act", "none") == "none":
+    if is_layer(prod) and prod.attrs.get("act", "none") == "none":
         prod.params["bias"] = (prod.params["bias"].double() + k).float()
         return True
     if prod.op == "scale_shift":
@@ -169,7 +170,7 @@ def fold_constants(graph: Graph) -> int:
     inserts: dict[int, list[Node]] = {}
     for n in list(graph.nodes):
         ins = [const[i] for i in n.inputs]
-        if n.op in ("conv2d", "linear"):
+        if is_layer(n):
             changes += _absorb(n, ins[0])
             out = _conv_out(n)
         elif n.op == "scale_shift":

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from ..graph.ir import Graph, Node
+from ..graph.kinds import is_layer
 from .dead_channels import remove_dead_channels
 from .fold_bn import fold_batch_norms
 from .fold_const import fold_constants
@@ -40,7 +41,7 @@ def _signature(g: Graph) -> tuple:
 def finalize_masks(graph: Graph) -> None:
     """Every conv/linear ends with `mask` = where its weight may be nonzero, weight masked."""
     for n in graph.nodes:
-        if n.op in ("conv2d", "linear"):
+        if is_layer(n):
             w = n.params["weight"]
             mask = n.params.get("mask")
             mask = torch.ones_like(w) if mask is None else mask

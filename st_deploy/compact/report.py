@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..graph.ir import Graph
+from ..graph.kinds import is_conv, is_layer
 from ..graph.shapes import infer_shapes
 from ..models.supertickets import HighResolutionNet
 
@@ -33,7 +34,7 @@ def count_flops(graph: Graph, input_shape: tuple[int, ...]) -> dict[str, int]:
     shapes = infer_shapes(graph, input_shape)
     dense = nonzero = 0
     for n in graph.nodes:
-        if n.op not in ("conv2d", "linear"):
+        if not is_layer(n):
             continue
         out = shapes[n.name]
         positions = out[0] * (out[2] * out[3] if len(out) == 4 else 1)
@@ -48,7 +49,7 @@ def layer_table(graph: Graph, input_shape: tuple[int, ...]) -> list[dict[str, An
     shapes = infer_shapes(graph, input_shape)
     rows = []
     for n in graph.nodes:
-        if n.op in ("conv2d", "linear"):
+        if is_layer(n):
             w = n.params["weight"]
             nnz = int(torch.count_nonzero(n.params["mask"]))
             rows.append({"name": n.name, "op": n.op, "weight_shape": list(w.shape),
@@ -61,7 +62,7 @@ def layer_table(graph: Graph, input_shape: tuple[int, ...]) -> list[dict[str, An
 def supertickets_blocks(model: HighResolutionNet, after: Graph) -> list[dict[str, Any]]:
     """Branches and hidden channels of every block, before (the ticket) and after."""
     mods = dict(model.named_modules())
-    convs = {n.name: n for n in after.nodes if n.op == "conv2d"}
+    convs = {n.name: n for n in after.nodes if is_conv(n)}
     rows = []
     for prefix in model.block_names:
         blk = mods[prefix]
@@ -82,9 +83,9 @@ def supertickets_blocks(model: HighResolutionNet, after: Graph) -> list[dict[str
 
 def layer_channels(before: Graph, after: Graph) -> list[dict[str, Any]]:
     """Output channels of every conv/linear of the lowered graph, before and after."""
-    after_c = {n.name: int(n.params["weight"].shape[0]) for n in after.nodes if n.op in ("conv2d", "linear")}
+    after_c = {n.name: int(n.params["weight"].shape[0]) for n in after.nodes if is_layer(n)}
     return [{"layer": n.name, "before": int(n.params["weight"].shape[0]), "after": after_c.get(n.name, 0)}
-            for n in before.nodes if n.op in ("conv2d", "linear")]
+            for n in before.nodes if is_layer(n)]
 
 
 def build_report(module: nn.Module, before: Graph, after: Graph, input_shape: tuple[int, ...],

@@ -11,12 +11,36 @@ from .ir import Graph, Node, is_layer, pair
 
 KINDS = ("conv1x1", "conv", "dw", "grouped", "linear", "general")
 
+__all__ = ["KINDS", "format_of", "is_conv", "is_depthwise", "is_layer", "is_linear", "layer_kind", "mixes_channels",
+           "planned", "sparse_formats"]
+
+
+def is_conv(n: Node) -> bool:
+    return n.op == "conv2d"
+
+
+def is_linear(n: Node) -> bool:
+    return n.op == "linear"
+
+
+def is_depthwise(n: Node) -> bool:
+    """A conv with groups = in = out channels > 1, whatever its geometry (layer_kind calls the ones
+    a kernel takes "dw", a dilated one "general")."""
+    g = n.attrs.get("groups", 1) if n.op == "conv2d" else 1
+    w = n.params.get("weight")
+    return g > 1 and w is not None and w.shape[1] == 1 and g == w.shape[0]
+
+
+def mixes_channels(n: Node) -> bool:
+    """A linear layer or a groups=1 conv: every output channel reads every input channel."""
+    return n.op == "linear" or (n.op == "conv2d" and n.attrs.get("groups", 1) == 1)
+
 
 def layer_kind(n: Node) -> str:
     """conv1x1 | conv | dw | grouped | linear, or general: a conv whose geometry no sparse kernel
     takes (dilation, a non-square kernel, stride or padding that differ per axis)."""
     w = n.params["weight"]
-    if n.op == "linear":
+    if is_linear(n):
         return "linear"
     if (w.shape[2] != w.shape[3] or len({*pair(n.attrs["stride"])}) != 1 or len({*pair(n.attrs["padding"])}) != 1
             or pair(n.attrs.get("dilation", 1)) != (1, 1)):
@@ -24,7 +48,7 @@ def layer_kind(n: Node) -> str:
     g = n.attrs["groups"]
     if g == 1:
         return "conv1x1" if w.shape[2] == 1 else "conv"
-    if w.shape[1] == 1 and g == w.shape[0]:
+    if is_depthwise(n):
         return "dw"
     return "grouped"
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import DeployError
-from .vocabulary import ACTS, FORMAT_VERSION, OPS
+from .vocabulary import ACTS, FORMAT_VERSION, LAYER_OPS, OPS
 
 _REQUIRED_PARAMS = {"conv2d": ("weight", "bias"), "linear": ("weight", "bias"), "scale_shift": ("shift",)}
 
@@ -77,9 +77,9 @@ def _int_or_pair(v: Any, what: str, lo: int, hi: int) -> None:
 
 def _check_node(name: str, op: str, attrs: dict, params: dict, n_inputs: int) -> None:
     act = attrs.get("act", attrs.get("kind", "none"))
-    if op in ("conv2d", "linear", "act") and act not in ACTS:
+    if (op in LAYER_OPS or op == "act") and act not in ACTS:
         raise DeployError(f"graph: node {name!r} has unknown activation {act!r:.40}")
-    if op in ("conv2d", "linear"):
+    if op in LAYER_OPS:
         w, b = params["weight"], params["bias"]
         mask = params.get("mask")
         if mask is not None and (mask.shape != w.shape or not ((mask == 0) | (mask == 1)).all()):

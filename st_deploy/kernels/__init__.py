@@ -13,7 +13,7 @@ epilogue out = act(conv + bias) (+ residual, after act).
 """
 
 from ._lib import KernelError, library_path, load
-from .formats import bsr4x1_fill, to_bsr4x1, to_csr
+from ..graph.sparse import bsr4x1_fill, to_bsr4x1, to_csr
 from .layers import FORMATS, SparseConv2d, SparseLinear
 from .ops import (ACTS, activate, aligned_empty, conv2d_bsr4x1, conv2d_csr, dwconv2d, dwconv2d_csr,
                   linear_csr, linear_dense, validate_sparse)

@@ -20,8 +20,10 @@ rest of st_deploy's dependencies are missing).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -32,10 +34,26 @@ except ImportError:  # loaded from its file, outside the st_deploy package
     class KernelError(ValueError):  # type: ignore[no-redef]
         """A kernel call was given inconsistent arguments (shapes, dtypes, a malformed layer)."""
 
+
+def _package_module(name: str) -> Any:
+    """st_deploy.graph.<name> (vocabulary: standard library only; sparse: torch), imported as a
+    package module, or loaded from its file when this module was loaded from its own file."""
+    if __package__:
+        return importlib.import_module(f"st_deploy.graph.{name}")
+    key = f"st_deploy_graph_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().parents[1] / "graph" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module  # dataclasses look their module up while the file runs
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
 LIB_NAME = "libst_kernels_cuda.so"
 # Points at a development build (e.g. build/st_kernels_cuda/libst_kernels_cuda.so).
 ENV_LIB = "ST_KERNELS_CUDA_LIB"
-ACTS = {"none": 0, "relu": 1, "relu6": 2}
+_VOCABULARY = _package_module("vocabulary")
+ACTS = {a: _VOCABULARY.ACT_CODES[a] for a in _VOCABULARY.EPILOGUE_ACTS}  # what the CUDA epilogues apply
 FORMATS = ("csr", "bsr4x1", "dense")
 SYMBOLS = ("cuda_conv2d_csr", "cuda_conv2d_bsr", "cuda_dwconv2d", "cuda_dwconv2d_csr",
            "cuda_linear_csr", "cuda_linear_dense", "cuda_validate_sparse", "cuda_check")
@@ -285,37 +303,14 @@ def validate_sparse(indptr: Any, indices: Any, rows: int, cols: int, block_rows:
     call("cuda_validate_sparse", indptr, indices, int(rows), int(cols), int(block_rows), n)
 
 
-# -- dense -> sparse arrays, in torch (no scipy) ------------------------------------------------
-
 def to_csr(w2: Any) -> tuple[Any, Any, Any]:
-    """CSR of a 2-D tensor keeping exactly its nonzeros: (indptr int32, indices int32, values)."""
-    import torch
-
-    w2 = w2.detach().to(torch.float32)
-    mask = w2 != 0
-    counts = mask.sum(dim=1)
-    indptr = torch.zeros(w2.shape[0] + 1, dtype=torch.int64, device=w2.device)
-    indptr[1:] = torch.cumsum(counts, 0)
-    indices = mask.nonzero()[:, 1]  # row-major: sorted by row, then column
-    return indptr.to(torch.int32), indices.to(torch.int32), w2[mask].contiguous()
+    """CSR of a 2-D CUDA tensor's nonzeros, on its device (st_deploy.graph.sparse, the one encoder)."""
+    return _package_module("sparse").to_csr(w2)
 
 
 def to_bsr4x1(w2: Any) -> tuple[Any, Any, Any]:
-    """BSR with 4x1 blocks (rows padded with zeros to a multiple of 4); values are [nnzb, 4]."""
-    import torch
-
-    w2 = w2.detach().to(torch.float32)
-    rows, cols = w2.shape
-    padded = -(-rows // 4) * 4
-    if padded != rows:
-        w2 = torch.cat([w2, w2.new_zeros(padded - rows, cols)])
-    w3 = w2.reshape(padded // 4, 4, cols)
-    live = (w3 != 0).any(dim=1)  # [block rows, cols]
-    indptr = torch.zeros(padded // 4 + 1, dtype=torch.int64, device=w2.device)
-    indptr[1:] = torch.cumsum(live.sum(dim=1), 0)
-    indices = live.nonzero()[:, 1]
-    values = w3.permute(0, 2, 1)[live]  # [nnzb, 4]
-    return indptr.to(torch.int32), indices.to(torch.int32), values.contiguous()
+    """BSR 4x1 of a 2-D CUDA tensor's nonzeros, values [nnzb, 4], on its device (st_deploy.graph.sparse)."""
+    return _package_module("sparse").to_bsr4x1(w2)
 
 
 def _pair(v: Union[int, tuple[int, ...], list[int]], name: str) -> int:
@@ -341,7 +336,7 @@ class SparseConv2dCUDA:
         self.kernel_size, self.stride, self.padding, self.act = kernel_size, stride, padding, act
         self.bias, self.arrays, self.nnz = bias, arrays, nnz
         k2 = kernel_size * kernel_size
-        self.density = nnz / (out_channels * k2 * (1 if kind == "depthwise" else in_channels))
+        self.density = nnz / (out_channels * k2 * (1 if kind == "dw" else in_channels))
 
     @property
     def device(self) -> Any:
@@ -383,7 +378,8 @@ class SparseConv2dCUDA:
             arrays = to_csr(w2) if fmt == "csr" else to_bsr4x1(w2)
             validate_sparse(arrays[0], arrays[1], cout, w2.shape[1], 1 if fmt == "csr" else 4,
                             arrays[2].numel())
-            return cls(fmt=fmt, kind="conv", in_channels=cin_g, arrays=arrays, nnz=nnz, **common)
+            kind = "conv1x1" if k == 1 else "conv"
+            return cls(fmt=fmt, kind=kind, in_channels=cin_g, arrays=arrays, nnz=nnz, **common)
         if depthwise:
             if fmt == "bsr4x1":
                 raise KernelError("depthwise convs take fmt='dense' or 'csr', not 'bsr4x1'")
@@ -392,7 +388,7 @@ class SparseConv2dCUDA:
             else:
                 arrays = to_csr(w.reshape(cout, k * k))
                 validate_sparse(arrays[0], arrays[1], cout, k * k, 1, arrays[2].numel())
-            return cls(fmt=fmt, kind="depthwise", in_channels=cout, arrays=arrays, nnz=nnz, **common)
+            return cls(fmt=fmt, kind="dw", in_channels=cout, arrays=arrays, nnz=nnz, **common)
         raise KernelError(f"groups={groups} with weight {tuple(w.shape)}: only groups=1 and "
                           f"depthwise (groups = in = out channels) are supported")
 
@@ -403,7 +399,7 @@ class SparseConv2dCUDA:
 
     def __call__(self, x: Any, residual: Any = None, out: Any = None) -> Any:
         kw = dict(stride=self.stride, padding=self.padding, act=self.act, out=out)
-        if self.kind == "depthwise":
+        if self.kind == "dw":
             if self.fmt == "dense":
                 return dwconv2d(x, self.arrays[0], self.bias, residual, **kw)
             return dwconv2d_csr(x, *self.arrays, self.bias, residual, kernel_size=self.kernel_size, **kw)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .ops import (act_code, aligned_empty, conv2d_bsr4x1, conv2d_csr, conv_out_hw, dwconv2d, dwconv2d_csr, linear_csr, linear_dense, validate_sparse)
 from ._lib import KernelError, load
-from .formats import to_bsr4x1, to_csr, to_numpy
+from ..graph.sparse import to_bsr4x1, to_csr
 
 FORMATS = ("csr", "bsr4x1", "dense")
 
@@ -19,6 +19,12 @@ def _pair(v: Union[int, tuple[int, ...], list[int]], name: str) -> int:
             raise KernelError(f"{name} {tuple(v)}: only equal values for height and width are supported")
         return int(v[0])
     return int(v)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float32)
 
 
 def _plain(a: Any) -> bool:
@@ -35,7 +41,7 @@ class SparseConv2d:
                  kernel_size: int, stride: int, padding: int, act: str,
                  bias: Optional[np.ndarray], arrays: tuple[np.ndarray, ...], nnz: int) -> None:
         self.fmt = fmt
-        self.kind = kind  # "conv" (groups = 1) or "depthwise"
+        self.kind = kind  # graph.kinds vocabulary: "conv1x1" or "conv" (groups = 1), or "dw"
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -46,7 +52,7 @@ class SparseConv2d:
         self.arrays = arrays
         self.nnz = nnz
         k2 = kernel_size * kernel_size
-        dense = out_channels * k2 * (1 if kind == "depthwise" else in_channels)
+        dense = out_channels * k2 * (1 if kind == "dw" else in_channels)
         self.density = nnz / dense
         self._bound: Optional[tuple[Any, tuple[Any, ...], tuple[int, ...]]] = None
         self._out_shapes: dict[tuple[int, ...], tuple[int, int, int, int]] = {}
@@ -85,7 +91,8 @@ class SparseConv2d:
             arrays = to_csr(w2) if fmt == "csr" else to_bsr4x1(w2)
             validate_sparse(arrays[0], arrays[1], cout, w2.shape[1], 1 if fmt == "csr" else 4,
                                 arrays[2].size)
-            return cls(fmt=fmt, kind="conv", in_channels=cin_g, arrays=arrays, nnz=nnz, **common)
+            kind = "conv1x1" if k == 1 else "conv"
+            return cls(fmt=fmt, kind=kind, in_channels=cin_g, arrays=arrays, nnz=nnz, **common)
         if depthwise:
             if fmt == "bsr4x1":
                 raise KernelError("depthwise convs take fmt='dense' or 'csr', not 'bsr4x1'")
@@ -94,7 +101,7 @@ class SparseConv2d:
             else:
                 arrays = to_csr(w.reshape(cout, k * k))
                 validate_sparse(arrays[0], arrays[1], cout, k * k, 1, arrays[2].size)
-            return cls(fmt=fmt, kind="depthwise", in_channels=cout, arrays=arrays, nnz=nnz, **common)
+            return cls(fmt=fmt, kind="dw", in_channels=cout, arrays=arrays, nnz=nnz, **common)
         raise KernelError(f"groups={groups} with weight {w.shape}: only groups=1 and depthwise "
                           f"(groups = in = out channels) are supported")
 
@@ -115,13 +122,13 @@ class SparseConv2d:
 
         act = act_code(self.act)
         k, s, p = self.kernel_size, self.stride, self.padding
-        if self.kind == "depthwise" and self.fmt == "dense":
+        if self.kind == "dw" and self.fmt == "dense":
             name, ints = "dwconv2d", (s, p, act)
-        elif self.kind == "depthwise":
+        elif self.kind == "dw":
             name, ints = "dwconv2d_csr", (k, s, p, act)
         else:  # through a plan per input size (_plan); the weights live in the plan
             name, ints = "conv2d_plan_run", ()
-        consts = () if self.kind == "conv" else tuple(tvm_ffi.from_dlpack(np.ascontiguousarray(a))
+        consts = () if self.kind != "dw" else tuple(tvm_ffi.from_dlpack(np.ascontiguousarray(a))
                                                       for a in self.arrays)
         bias = None if self.bias is None else tvm_ffi.from_dlpack(np.ascontiguousarray(self.bias, "float32"))
         return getattr(load(), name), consts + (bias,), ints
@@ -148,7 +155,7 @@ class SparseConv2d:
                 shape = self._out_shapes[x.shape] = self.output_shape(x.shape)
             out = aligned_empty(shape)
         try:
-            if self.kind == "conv":
+            if self.kind != "dw":
                 fn(self._plan(x.shape[2], x.shape[3]), x, consts[-1], residual, out)
             else:
                 fn(x, *consts, residual, *ints, out)
@@ -163,7 +170,7 @@ class SparseConv2d:
                 and (out is None or _plain(out))):
             return self._fast_call(x, residual, out)
         kw = dict(stride=self.stride, padding=self.padding, act=self.act, out=out)
-        if self.kind == "depthwise":
+        if self.kind == "dw":
             if self.fmt == "dense":
                 return dwconv2d(x, self.arrays[0], self.bias, residual, **kw)
             return dwconv2d_csr(x, *self.arrays, self.bias, residual,

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DeployError
-from ..graph.ir import Graph, Node
-from ..graph.kinds import format_of, layer_kind, planned, sparse_formats  # noqa: F401  (re-exported)
-from .cost import CostTable, default_table, load_table
-from .formats import block_fill, live_mask, sparsity_of
+from ..graph.ir import Graph
+from ..graph.kinds import format_of, is_conv, is_layer, layer_kind, planned, sparse_formats  # noqa: F401  (re-exported)
+from .cost import CostTable, default_table, load_table, work
 from ..graph.shapes import infer_shapes
+from ..graph.sparse import sparsity
 
 __all__ = ["LayerPlan", "Plan", "plan", "planned", "format_of", "tune", "layer_kind"]
 
@@ -75,15 +75,6 @@ def _priced_as(kind: str, w: Any) -> str:
     return kind
 
 
-def _work(n: Node, fmt: str, out_pixels: int, dense_macs: float) -> float:
-    if fmt == "dense":
-        return dense_macs
-    live = int(live_mask(n.params["weight"], n.params.get("mask")).sum())
-    if fmt == "bsr4x1":
-        live = round(live / block_fill(n.params["weight"], n.params.get("mask")))
-    return float(live * out_pixels)
-
-
 def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: CostTable | str | Path | None = None,
          input_shape: tuple[int, ...] | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> Plan:
     """A format per conv/linear layer of `graph` at `input_shape` (batch 1 assumed by the table).
@@ -101,19 +92,19 @@ def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: C
              else load_table(cost_table) if cost_table is not None else default_table(target))
     layers = []
     for n in graph.nodes:
-        if n.op not in ("conv2d", "linear"):
+        if not is_layer(n):
             continue
         kind = layer_kind(n)
         w = n.params["weight"]
         out_shape = shapes[n.name]
-        out_pixels = out_shape[2] * out_shape[3] if n.op == "conv2d" else 1
+        out_pixels = out_shape[2] * out_shape[3] if is_conv(n) else 1
         dense_macs = float(w.numel() * out_pixels)
-        sp = sparsity_of(w, n.params.get("mask"))
+        sp = sparsity(w, n.params.get("mask"))
         options = ("dense",) + sparse_formats(kind)
         pred: dict[str, float] = {}
         for fmt in options:
             t = table.predict(_priced_as(kind, w), fmt, dense_macs, sp,
-                              _work(n, fmt, out_pixels, dense_macs))
+                              work(n, fmt, out_pixels))
             if t is not None:
                 pred[fmt] = t
         fmt, reason = _choose(format, kind, options, pred, table.source)

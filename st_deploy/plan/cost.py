@@ -24,11 +24,23 @@ from typing import Any
 
 from ..cache import cache_dir
 from ..errors import DeployError
+from ..graph.ir import Node
+from ..graph.sparse import bsr4x1, live
 
 TABLE_VERSION = 1
 KINDS = ("conv1x1", "conv", "dw", "linear")
 _NEIGHBOURS = 3
 _SPARSITY_WEIGHT = 8.0  # one octave of size counts like 0.125 of sparsity
+
+
+def work(n: Node, fmt: str, out_pixels: int) -> float:
+    """The multiply-adds layer `n` does in `fmt` at batch 1 (a point's `work`; see the docstring)."""
+    w, mask = n.params["weight"], n.params.get("mask")
+    if fmt == "dense":
+        return float(w.numel() * out_pixels)
+    if fmt == "bsr4x1":
+        return float(bsr4x1(w, mask)[2].numel() * out_pixels)
+    return float(int(live(w, mask).sum()) * out_pixels)
 
 
 def machine_id() -> str:

@@ -24,20 +24,12 @@ from typing import Any
 import torch
 
 from ..graph.ir import Graph, Node
+from ..graph.kinds import is_depthwise, is_layer, mixes_channels
 from ..graph.shapes import channel_counts
 
 BLOCK = 16
 MAX_GROWTH = 0.5
 _COUPLING = ("act", "scale_shift", "pool", "global_avg_pool", "adaptive_avg_pool", "resize", "add", "mul")
-
-
-def _is_dw(n: Node, counts: dict[str, int]) -> bool:
-    g = n.attrs.get("groups", 1)
-    return n.op == "conv2d" and g > 1 and g == counts[n.inputs[0]] == counts[n.name]
-
-
-def _dense(n: Node) -> bool:
-    return n.op == "linear" or (n.op == "conv2d" and n.attrs.get("groups", 1) == 1)
 
 
 class _Groups:
@@ -64,9 +56,9 @@ def plan_padding(graph: Graph, block: int = BLOCK) -> dict[str, int]:
     blocked: set[str] = set(graph.inputs) | set(graph.outputs)
     for n in graph.nodes:
         groups.find(n.name)
-        if _dense(n):
+        if mixes_channels(n):
             continue
-        if _is_dw(n, counts):
+        if is_depthwise(n):
             groups.join([n.name, n.inputs[0]])
         elif n.op in _COUPLING:
             groups.join([n.name, *(n.inputs if n.op in ("add", "mul") else n.inputs[:1])])
@@ -102,8 +94,8 @@ def pad_channels(graph: Graph, block: int = BLOCK) -> tuple[Graph, list[dict[str
               list(graph.inputs), list(graph.outputs))
     for n in g.nodes:
         out, x = pad.get(n.name, 0), pad.get(n.inputs[0], 0) if n.inputs else 0
-        if n.op in ("conv2d", "linear") and (out or x):
-            dw = _is_dw(n, counts)  # groups is changed only below
+        if is_layer(n) and (out or x):
+            dw = is_depthwise(n)  # before its weight and groups change below
             for k in ("weight", "mask"):
                 w = _grow(n.params[k], 0, out) if out else n.params[k]
                 n.params[k] = _grow(w, 1, x) if x and not dw else w

@@ -21,8 +21,8 @@ from onnx import TensorProto, helper
 
 from ..errors import DeployError
 from ..graph.ir import Graph, Node
-from .cost import TABLE_VERSION, cached_table_path, machine_id
-from .formats import encode_bsr4x1, live_mask
+from ..graph.kinds import is_conv
+from .cost import TABLE_VERSION, cached_table_path, machine_id, work
 
 # (kind, cin, cout, k, stride, hw): the layer kinds of MobileNet / SuperTickets-like networks, down
 # to layers of a few microseconds, where the per-call cost rather than throughput decides.
@@ -98,19 +98,13 @@ def measure_spec(spec: dict[str, Any], sparsities: tuple[float, ...], tmp: Path,
         graph, shape = _layer_graph(spec, sp, seed=int(sp * 1000))
         shapes = infer_shapes(graph, shape)
         node = graph.nodes[0]
-        out_pixels = shapes["layer"][2] * shapes["layer"][3] if node.op == "conv2d" else 1
+        out_pixels = shapes["layer"][2] * shapes["layer"][3] if is_conv(node) else 1
         dense_macs = float(node.params["weight"].numel() * out_pixels)
-        if fmt == "dense":
-            work = dense_macs
-        elif fmt == "csr":
-            work = float(live_mask(node.params["weight"], node.params["mask"]).sum() * out_pixels)
-        else:
-            work = float(encode_bsr4x1(node.params["weight"], node.params["mask"]).values.shape[0] * out_pixels)
         path = tmp / f"v{i}.onnx"
         onnx.save(_one_layer_model(graph, shapes, fmt), path)
         sessions.append(ort_session(path, threads=1, optimization="extended"))
         points.append({"kind": spec["kind"], "format": fmt, "dense_macs": dense_macs, "sparsity": round(sp, 4),
-                       "work": work, "shape": [spec["cin"], spec["cout"], spec["k"], spec["stride"], spec["hw"]]})
+                       "work": work(node, fmt, out_pixels), "shape": [spec["cin"], spec["cout"], spec["k"], spec["stride"], spec["hw"]]})
     sessions.append(ort_session(_overhead_model(tmp), threads=1))
     feeds = [{"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}] * len(variants)
     feeds.append({"x": np.zeros((1, 8), np.float32)})

@@ -367,7 +367,7 @@ def dense_weight(spec: dict) -> np.ndarray:
 def encode(fmt: str, w: np.ndarray, live: np.ndarray) -> dict[str, np.ndarray]:
     import torch
 
-    from st_deploy.plan.formats import encode as enc
+    from st_deploy.graph.sparse import encode as enc
     arrays = enc(fmt if fmt != "dwcsr" else "csr", torch.from_numpy(w), torch.from_numpy(live.astype(np.float32)),
-                 fmt == "dwcsr")
+                 "dw" if fmt == "dwcsr" else "conv")
     return {"indptr": arrays.indptr, "indices": arrays.indices, "values": arrays.values}

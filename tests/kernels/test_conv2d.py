@@ -233,7 +233,7 @@ def test_plans_kx_split_shapes_any_row_order(isa, w, sparsity):
     # 3x3 stride 1 with rows that round up to whole vectors cheaply: the kx-split arrangement on
     # ISAs with lane shifts (conv2d-csr.h), made by a plan, with rows sorted and reversed.
     from st_deploy.kernels._lib import load
-    from st_deploy.kernels.formats import to_csr
+    from st_deploy.graph.sparse import to_csr
     rng = np.random.default_rng(w * 7 + int(sparsity * 1000))
     cin, cout, h = 6, 11, 5
     wt = sparse_weight((cout, cin, 3, 3), sparsity, rng)
@@ -297,7 +297,7 @@ def test_per_call_api_sees_weights_changed_in_place(fmt):
     # The per-call entry points keep a plan per weight arrays (TVM passes the same constants on
     # every run); arrays edited in place at the same address must be used as they are now, and
     # checked again.
-    from st_deploy.kernels.formats import to_bsr4x1, to_csr
+    from st_deploy.graph.sparse import to_bsr4x1, to_csr
     rng = np.random.default_rng(11)
     wt = sparse_weight((8, 5, 3, 3), 0.7, rng, block4=fmt == "bsr4x1")
     ip, ix, v = (to_csr if fmt == "csr" else to_bsr4x1)(wt.reshape(8, -1))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,6 @@ from tests.graphs import every_op_graph
 from st_deploy.errors import DeployError
 from st_deploy.plan import plan, tune
 from st_deploy.plan.cost import KINDS, CostTable, cached_table_path, default_table, load_table
-from st_deploy.plan.formats import encode_bsr4x1, encode_csr, encode_dwcsr
 
 SHAPE = (1, 3, 32, 32)
 
@@ -112,36 +110,3 @@ def test_tune_writes_a_usable_table(tmp_path: Path, ort_lib: Path) -> None:
     g = Graph([_conv("pw", "x", 16, 32, 1, gen), _conv("dw", "pw", 32, 32, 3, gen, groups=32)], ["x"], ["dw"])
     p = plan(g, input_shape=(1, 16, 14, 14), cost_table=path)
     assert p.cost_table == str(path) and [lp.kind for lp in p.layers] == ["conv1x1", "dw"]
-
-
-def _dense_from_csr(a, rows: int, cols: int) -> np.ndarray:
-    m = np.zeros((rows, cols), np.float32)
-    for r in range(rows):
-        for j in range(a.indptr[r], a.indptr[r + 1]):
-            m[r, a.indices[j]] = a.values[j]
-    return m
-
-
-def test_encodings_reconstruct_the_weight() -> None:
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(10, 3, 3, 3, generator=g)
-    mask = (torch.rand(w.shape, generator=g) > 0.7).float()
-    w = w * mask
-    w[0, 0, 0, 0], mask[0, 0, 0, 0] = 0.0, 1.0  # a live weight that happens to be 0 stays live
-    ref = w.reshape(10, -1).numpy()
-    csr = encode_csr(w, mask)
-    assert csr.indptr.dtype == np.int32 and csr.indices.dtype == np.int32 and csr.values.dtype == np.float32
-    assert csr.nnz == int(mask.sum())
-    np.testing.assert_array_equal(_dense_from_csr(csr, 10, 27), ref)
-    bsr = encode_bsr4x1(w, mask)
-    assert len(bsr.indptr) == 4 and len(bsr.values) == 4 * bsr.nnz  # ceil(10 / 4) block rows
-    rebuilt = np.zeros((12, 27), np.float32)
-    for b in range(3):
-        for j in range(bsr.indptr[b], bsr.indptr[b + 1]):
-            rebuilt[4 * b:4 * b + 4, bsr.indices[j]] = bsr.values[4 * j:4 * j + 4]
-    np.testing.assert_array_equal(rebuilt[:10], ref)
-    assert not rebuilt[10:].any()
-    dw = torch.randn(6, 1, 3, 3, generator=g)
-    dmask = (torch.rand(dw.shape, generator=g) > 0.5).float()
-    d = encode_dwcsr(dw * dmask, dmask)
-    np.testing.assert_array_equal(_dense_from_csr(d, 6, 9), (dw * dmask).reshape(6, 9).numpy())

@@ -19,13 +19,14 @@ import onnx
 from ...artifact import DENSE_ONNX, SPARSE_ONNX, manifest, target_block, tensors, write_manifest
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
+from ...graph.fidelity import compare, input_description, reference_outputs, seeded_input
 from ...graph.opaque import opaque_ops
 from ...io.atomic import atomic_dir
 from ...plan import Plan, plan as make_plan, planned
 from ...plan.padding import BLOCK, MAX_GROWTH, pad_channels
 from ...graph.shapes import infer_shapes
 from .dense import OPSET, dense_model
-from .fidelity import FIDELITY_SEED, compare, reference_outputs, run_onnx, seeded_input
+from .fidelity import run_onnx
 from .sparse_ops import DOMAIN, DOMAIN_VERSION, sparse_model
 
 DENSE_FILE, SPARSE_FILE = DENSE_ONNX, SPARSE_ONNX
@@ -107,7 +108,7 @@ def _manifest(graph: Graph, shapes: dict, the_plan: Plan, source: dict[str, str]
         plan={"source": "st_deploy.plan", **the_plan.to_dict()},
         channel_padding=padding,
         opaque_ops=opaque_ops(graph),
-        fidelity={"input": f"torch.randn{tuple(input_shape)} seed {FIDELITY_SEED}", "tolerance": tolerance,
+        fidelity={"input": input_description(input_shape), "tolerance": tolerance,
                   "measured_on": "these files, in onnxruntime on this machine",
                   "files": {k: {m: float(f"{v:.3g}") for m, v in d.items()} for k, d in fidelity.items()}},
         warnings=[],

@@ -18,9 +18,9 @@ from __future__ import annotations
 import onnx
 
 from ...graph.ir import Graph, Node, is_layer
-from ...graph.kinds import layer_kind
+from ...graph.kinds import is_conv, layer_kind
 from ...graph.residual import residual_chains
-from ...plan.formats import encode
+from ...graph.sparse import encode
 from .dense import OnnxBuilder
 
 DOMAIN = "st.sparse"
@@ -30,14 +30,12 @@ DOMAIN_VERSION = 1
 def _sparse_node(b: OnnxBuilder, n: Node, fmt: str, out: str, residual: str | None) -> None:
     w, mask = n.params["weight"], n.params.get("mask")
     kind = layer_kind(n)
-    depthwise = kind == "dw"
-    groups = int(n.attrs.get("groups", 1))
-    arrays = encode(fmt, w, mask, depthwise, groups)
+    arrays = encode(fmt, w, mask, kind, int(n.attrs.get("groups", 1)))
     ins = [n.inputs[0], b.init(f"{n.name}.indptr", arrays.indptr), b.init(f"{n.name}.indices", arrays.indices),
            b.init(f"{n.name}.values", arrays.values), b.init(f"{n.name}.bias", n.params["bias"].numpy())]
     if residual is not None:
         ins.append(residual)
-    if n.op == "conv2d":
+    if is_conv(n):
         k, s, p, g = w.shape[2], n.attrs["stride"], n.attrs["padding"], n.attrs["groups"]
         cin = w.shape[1] * g
         if kind == "grouped":

@@ -21,15 +21,15 @@ from typing import Any
 from ...artifact import manifest as build_manifest, target_block, tensors, write_manifest
 from ...errors import DeployError, FidelityError
 from ...graph.ir import Graph
+from ...graph.fidelity import compare, input_description, reference_outputs, seeded_input
 from ...graph.opaque import opaque_ops
 from ...io.atomic import atomic_dir
-from ...graph.kinds import layer_kind, sparse_formats
+from ...graph.kinds import is_layer, layer_kind, sparse_formats
 from ...plan import Plan, plan as make_plan, planned
-from ...plan.formats import sparsity_of
 from ...graph.shapes import infer_shapes
+from ...graph.sparse import sparsity
 from ...ticket import Ticket
 from ..source import Source, resolve
-from ..onnx.fidelity import FIDELITY_SEED, compare, reference_outputs, seeded_input
 from .build import LIBRARY, check_library, compile_module, export as export_library
 from .relax_graph import to_relax
 from .targets import TargetSpec, resolve_target
@@ -51,11 +51,11 @@ def default_formats(graph: Graph, sparse_at: dict[str, float] | None = None) -> 
     (sparse_at; default DEFAULT_SPARSE_AT for every kind), else dense."""
     out = {}
     for n in graph.nodes:
-        if n.op in ("conv2d", "linear"):
+        if is_layer(n):
             kind = layer_kind(n)
             at = DEFAULT_SPARSE_AT if sparse_at is None else sparse_at.get(kind, 2.0)
             sparse_ok = "csr" in sparse_formats(kind) and "mask" in n.params
-            sp = sparsity_of(n.params["weight"], n.params.get("mask"))
+            sp = sparsity(n.params["weight"], n.params.get("mask"))
             out[n.name] = "csr" if sparse_ok and sp >= at else "dense"
     return out
 
@@ -75,7 +75,7 @@ def _formats(graph: Graph, plan: Any, shapes: dict, spec: TargetSpec) -> tuple[d
     if isinstance(plan, Plan):
         return {lp.name: lp.format for lp in plan.layers}, {"source": "st_deploy.plan", **plan.to_dict()}
     if isinstance(plan, dict):
-        layers = {n.name for n in graph.nodes if n.op in ("conv2d", "linear")}
+        layers = {n.name for n in graph.nodes if is_layer(n)}
         bad = {k: v for k, v in plan.items() if k not in layers or v not in ("dense", "csr", "bsr4x1")}
         if bad:
             raise DeployError(f"plan: entries {bad} name no conv/linear layer or no format (dense, csr, bsr4x1)")
@@ -144,7 +144,7 @@ def export_tvm(graph_or_ticket: "Graph | Ticket | Source", target: Any, out: str
         if not fid["rel"] <= tolerance:
             raise FidelityError(f"{out}: TVM artifact for {spec.name} differs from the reference beyond tolerance "
                                 f"{tolerance:g}: rel {fid['rel']:.3g} (max abs {fid['max_abs']:.3g}); nothing written")
-        fidelity = {"input": f"torch.randn{tuple(shape)} seed {FIDELITY_SEED}", "tolerance": tolerance,
+        fidelity = {"input": input_description(shape), "tolerance": tolerance,
                     "measured_on": how, "files": {LIBRARY: {k: float(f"{v:.3g}") for k, v in fid.items()}}}
         files = {LIBRARY: {"sha256": hashlib.sha256((tmp / LIBRARY).read_bytes()).hexdigest(), "role": "library"}}
         write_manifest(tmp, _manifest(graph, shapes, spec, target, source, formats, plan_entry, lowered.layers,
@@ -177,10 +177,10 @@ def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, target: dict[str, An
 
     per_layer = []
     for n in graph.nodes:
-        if n.op in ("conv2d", "linear"):
+        if is_layer(n):
             info = layers.get(n.name, {})
             per_layer.append({"name": n.name, "kind": layer_kind(n), "format": formats.get(n.name, "dense"),
-                              "sparsity": round(sparsity_of(n.params["weight"], n.params.get("mask")), 4),
+                              "sparsity": round(sparsity(n.params["weight"], n.params.get("mask")), 4),
                               "runs_as": info.get("run_format", formats.get(n.name, "dense")),
                               "impl": info.get("impl", ""),
                               **{k: info[k] for k in ("fused", "note", "call") if k in info}})

@@ -23,7 +23,7 @@ from ...errors import DeployError
 from ...graph.ir import Graph, Node, pair
 from ...graph.opaque import onnx_bytes
 from ...graph.residual import residual_chains
-from ...graph.kinds import layer_kind
+from ...graph.kinds import is_conv, is_layer, is_linear, layer_kind
 from ...plan import format_of
 from ...graph.vocabulary import ACT_CODES
 from .ops import KERNEL_ACTS, KERNEL_FAMILIES, LayerCall
@@ -82,7 +82,7 @@ def _residual_fusions(graph: Graph, kernel_nodes: set[str],
     output's shape)."""
     def absorbable(conv: str, add: Node) -> bool:
         node = graph.node(conv)
-        return (conv in kernel_nodes and node.op == "conv2d" and node.attrs.get("act", "none") in KERNEL_ACTS
+        return (conv in kernel_nodes and is_conv(node) and node.attrs.get("act", "none") in KERNEL_ACTS
                 and all(shapes[i] == shapes[add.name] for i in add.inputs))
     return residual_chains(graph, absorbable)
 
@@ -101,7 +101,7 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], kernels: bool, pr
     kernel_nodes: set[str] = set()
     if kernels:
         for n in graph.nodes:
-            if n.op in ("conv2d", "linear"):
+            if is_layer(n):
                 why = KERNEL_FAMILIES[layer_kind(n)][0](n)
                 if why is None:
                     kernel_nodes.add(n.name)
@@ -141,7 +141,7 @@ def to_relax(graph: Graph, shapes: dict[str, tuple[int, ...]], kernels: bool, pr
                         result.layers[c]["fused"] = f"residual add {n.name}"
                     env[n.name] = acc
                     continue
-                if n.op in ("conv2d", "linear"):
+                if is_layer(n):
                     env[n.name] = layer(n, None)
                 else:
                     env[n.name] = _other(bb, n, [env[i] for i in n.inputs], shapes, kernels and not prefix)
@@ -169,7 +169,7 @@ def _layer(bb: relax.BlockBuilder, n: Node, x: Any, out_shape: tuple[int, ...], 
                         else info.get("note", "") + f"; plan said {fmt}, runs dense")
     info["run_format"] = "dense"
     w = relax.const(n.params["weight"].detach().cpu().numpy())
-    if n.op == "linear":
+    if is_linear(n):
         y = bb.emit(relax.op.matmul(x, relax.op.permute_dims(w, [1, 0])))
         y = bb.emit(relax.op.add(y, _const_c(n.params["bias"], 2)))
         info["impl"] = "relax matmul"

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
-from st_deploy.kernels.formats import to_bsr4x1, to_csr
+from st_deploy.graph.sparse import to_bsr4x1, to_csr
 
 
 def one_node_model(fmt: str, w: np.ndarray, b: np.ndarray, pad: int) -> bytes:

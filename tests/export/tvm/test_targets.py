@@ -120,14 +120,14 @@ def test_cuda_artifact_runs_on_the_gpu(every_op, cuda_artifact):
 def test_cuda_auto_rule_uses_the_gpu_thresholds_per_layer_kind(every_op):
     from st_deploy.export.tvm import CUDA_SPARSE_AT, default_formats
     from st_deploy.plan import layer_kind
-    from st_deploy.plan.formats import sparsity_of
+    from st_deploy.graph.sparse import sparsity
     formats = default_formats(every_op, CUDA_SPARSE_AT)
     kinds = set()
     for n in every_op.nodes:
         if n.op in ("conv2d", "linear"):
             kinds.add(layer_kind(n))
             at = CUDA_SPARSE_AT.get(layer_kind(n))
-            sp = sparsity_of(n.params["weight"], n.params.get("mask"))
+            sp = sparsity(n.params["weight"], n.params.get("mask"))
             want = "csr" if at is not None and "mask" in n.params and sp >= at else "dense"
             assert formats[n.name] == want, (n.name, layer_kind(n), sp)
     assert CUDA_SPARSE_AT["dw"] > CUDA_SPARSE_AT["conv1x1"] and "dw" in kinds

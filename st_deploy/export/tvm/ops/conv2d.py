@@ -1,6 +1,6 @@
 """conv2d_csr / conv2d_bsr: groups=1 convolutions (and grouped ones as block-diagonal CSR).
 
-Formats: csr / bsr4x1 store the mask's nonzeros; dense stores every weight in 4x1 blocks, the
+Formats: csr / bsr4x1 store the mask's live entries (st_deploy.graph.sparse); dense stores every weight in 4x1 blocks, the
 fastest full-density layout the kernels have (measured against full CSR: 1.2-2.8x faster on the
 example's 1x1 convs). A grouped conv (1 < groups < channels) is a groups=1 conv whose weight is
 zero outside its diagonal blocks: CSR listing each row's own group is exact and does only the
@@ -13,8 +13,7 @@ from typing import Any
 
 from tvm import relax
 
-from ....plan.formats import block_diagonal
-from .weights import block_diagonal_csr, full_bsr4x1, sparse_arrays
+from .weights import kernel_arrays
 
 
 def conv_geometry(node: Any) -> tuple[int, int] | str:
@@ -48,21 +47,20 @@ def lower(call: Any) -> tuple[Any, str]:
     w = n.params["weight"].detach().cpu().numpy()
     groups = int(n.attrs["groups"])
     stride, pad = conv_geometry(n)
-    w2 = w.reshape(w.shape[0], -1)
-    if groups > 1 and call.fmt == "csr":  # the mask's nonzeros of the block-diagonal weight
-        full = block_diagonal(n.params["weight"].detach().cpu(), groups).numpy()
-        name, arrays = "conv2d_csr", sparse_arrays(full.reshape(full.shape[0], -1), "csr")
+    if groups > 1 and call.fmt == "csr":  # the mask's live entries of the block-diagonal weight
+        name, arrays = "conv2d_csr", kernel_arrays(n, "csr")
         impl = f"conv2d_csr (block-diagonal, {groups} groups, sparse)"
     elif groups > 1:
         assert call.fmt == "dense", "the planner gives grouped convs dense or csr"
-        name, arrays = "conv2d_csr", block_diagonal_csr(w, groups)
+        name, arrays = "conv2d_csr", kernel_arrays(n, "csr", every_entry=True)
         impl = f"conv2d_csr (block-diagonal, {groups} groups)"
     elif call.fmt == "dense":
-        name, arrays, impl = "conv2d_bsr", full_bsr4x1(w2), "conv2d_bsr (4x1 blocks, full density)"
+        name, arrays = "conv2d_bsr", kernel_arrays(n, "bsr4x1", every_entry=True)
+        impl = "conv2d_bsr (4x1 blocks, full density)"
     elif call.fmt == "csr":
-        name, arrays, impl = "conv2d_csr", sparse_arrays(w2, "csr"), "conv2d_csr"
+        name, arrays, impl = "conv2d_csr", kernel_arrays(n, "csr"), "conv2d_csr"
     elif call.fmt == "bsr4x1":
-        name, arrays, impl = "conv2d_bsr", sparse_arrays(w2, "bsr4x1"), "conv2d_bsr (4x1 blocks)"
+        name, arrays, impl = "conv2d_bsr", kernel_arrays(n, "bsr4x1"), "conv2d_bsr (4x1 blocks)"
     else:
         raise AssertionError(f"{n.name}: unknown format {call.fmt!r}")
     bias = n.params["bias"].detach().cpu().numpy()

@@ -11,7 +11,7 @@ from typing import Any
 from tvm import relax
 
 from .conv2d import conv_geometry, unsupported  # noqa: F401  (same geometry limits as conv2d)
-from .weights import sparse_arrays
+from .weights import kernel_arrays
 
 
 def lower(call: Any) -> tuple[Any, str]:
@@ -27,7 +27,7 @@ def lower(call: Any) -> tuple[Any, str]:
         args = [call.x, relax.const(w), bias, res, *tail]
         return relax.call_dps_packed(call.prefix + "dwconv2d", args, out_ty=out_ty), "dwconv2d"
     if call.fmt == "csr":
-        arrays = sparse_arrays(w.reshape(w.shape[0], k * k), "csr")
+        arrays = kernel_arrays(n, "csr")
         args = [call.x, *(relax.const(a) for a in arrays), bias, res, relax.prim_value(k), *tail]
         return relax.call_dps_packed(call.prefix + "dwconv2d_csr", args, out_ty=out_ty), "dwconv2d_csr"
     raise AssertionError(f"{n.name}: depthwise layers have no {call.fmt!r} kernel")

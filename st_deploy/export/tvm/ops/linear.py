@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from tvm import relax
 
-from .weights import sparse_arrays
+from .weights import kernel_arrays
 
 
 def unsupported(node: Any) -> str | None:
@@ -25,7 +25,7 @@ def lower(call: Any) -> tuple[Any, str]:
         args = [call.x, relax.const(np.ascontiguousarray(w, dtype=np.float32)), bias, relax.prim_value(call.act)]
         return relax.call_dps_packed(call.prefix + "linear_dense", args, out_ty=out_ty), "linear_dense"
     if call.fmt == "csr":
-        arrays, impl = sparse_arrays(w, "csr"), "linear_csr"
+        arrays, impl = kernel_arrays(n, "csr"), "linear_csr"
     else:
         raise AssertionError(f"{n.name}: linear layers have no {call.fmt!r} kernel")
     args = [call.x, *(relax.const(a) for a in arrays), bias, relax.prim_value(call.act)]

@@ -149,8 +149,12 @@ struct DwTaps {
   float w[15 * 15];
 };
 
-// Rows above or below the plane read this instead (the column masks still apply).
-alignas(64) static const float kDwZeroRow[256] = {};
+// Rows above or below the plane read this instead (the column masks still apply), from
+// kDwZeroLead floats in: a vector moved left to end at OW in a chunk of its own starts up to
+// S * (W - 1) floats before its chunk, and taps inside the row load it whole (the native tests'
+// widened matrix found 7 floats read before the array under ASan: 17 columns, AVX2, 3x3).
+constexpr int kDwZeroLead = 32;
+alignas(64) static const float kDwZeroRow[kDwZeroLead + 256] = {};
 
 // One R x NV tile of the sparse kernel: every live tap is one broadcast and R x NV FMAs. Interior
 // tiles (every input row inside the plane) index rows directly; border tiles go through a table
@@ -161,7 +165,7 @@ void dw_sparse_tile(const DwPlane& p, const DwTaps& tp, const DwMasks<I, K, S, N
   using V = typename I::V;
   constexpr int W = I::W;
   constexpr int T = (R - 1) * S + K;
-  static_assert(K + (NV + 1) * W * S <= 256, "kDwZeroRow too short");
+  static_assert(K + (NV + 1) * W * S <= 256 && S * (W - 1) <= kDwZeroLead, "kDwZeroRow too short");
   V acc[R][NV];
   sfor<0, R>([&](auto r) __attribute__((always_inline)) { sfor<0, NV>([&](auto n) __attribute__((always_inline)) { acc[r][n] = I::zero(); }); });
   const int32_t iy0 = oy0 * S - p.pad;
@@ -170,7 +174,7 @@ void dw_sparse_tile(const DwPlane& p, const DwTaps& tp, const DwMasks<I, K, S, N
   if (!Interior)
     for (int t = 0; t < T; ++t) {
       const int32_t iy = iy0 + t;
-      rp[t] = iy >= 0 && iy < p.H ? xc + static_cast<int64_t>(iy) * p.W : kDwZeroRow;
+      rp[t] = iy >= 0 && iy < p.H ? xc + static_cast<int64_t>(iy) * p.W : kDwZeroRow + kDwZeroLead;
     }
   const float* x0 = xc + static_cast<int64_t>(iy0) * p.W;
   // Taps whose loads stay inside the row first (plain loads), then the border ones (masked):

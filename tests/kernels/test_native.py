@@ -1,7 +1,10 @@
 """The C++ test binary (tests/kernels/native) under ASan+UBSan and as aarch64 NEON under qemu.
 
+The binary runs its own cases and the Python kernel tests' cases (native/matrix.cc) under every
+ISA variant built: under qemu that is the NEON coverage the Python matrices skip on x86.
 Both go through kernels/ci_native_tests.sh; a missing toolchain skips with the script's reason.
-The first run compiles the kernels twice (about a minute); later runs rebuild incrementally.
+The first run compiles the kernels twice (minutes; .ci/run starts these builds in the background
+and the script waits for them); later runs rebuild incrementally.
 """
 
 from __future__ import annotations

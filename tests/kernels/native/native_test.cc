@@ -1,84 +1,27 @@
 // Standalone check of every ISA variant built for this machine against a naive reference conv,
 // through the C ABI only (no Python). Run natively, under ASan/UBSan, and as an aarch64 binary
 // under qemu (kernels/ci_native_tests.sh). Exit status 0 = all passed.
-#include <cmath>
+#include <algorithm>
 #include <cstdio>
-#include <cstring>
-#include <random>
 #include <string>
 #include <vector>
 
-#include "st_kernels.h"
+#include "check.h"
 
 namespace {
-int g_fail = 0, g_checks = 0;
-std::mt19937 g_rng(1234);
-
-float uni() { return std::uniform_real_distribution<float>(-1.f, 1.f)(g_rng); }
-bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(g_rng) < p; }
-
-struct Case {
-  int n, cin, cout, h, w, k, stride, pad, act;
-  double sparsity;
-  bool bias, res;
-};
-
-float act_f(float v, int act) {
-  if (act >= 1 && v < 0) v = 0;
-  if (act == 2 && v > 6) v = 6;
-  return v;
-}
-
-// Dense reference, groups = 1 or depthwise (groups = cin = cout, weight [C, 1, k, k]).
-std::vector<float> ref_conv(const Case& c, bool dw, const std::vector<float>& x, const std::vector<float>& wt,
-                            const std::vector<float>& b, const std::vector<float>& r, int OH, int OW) {
-  std::vector<float> y(static_cast<size_t>(c.n) * c.cout * OH * OW);
-  for (int n = 0; n < c.n; ++n)
-    for (int co = 0; co < c.cout; ++co)
-      for (int oy = 0; oy < OH; ++oy)
-        for (int ox = 0; ox < OW; ++ox) {
-          double s = c.bias ? b[co] : 0.0;
-          const int ci0 = dw ? co : 0, ci1 = dw ? co + 1 : c.cin;
-          for (int ci = ci0; ci < ci1; ++ci)
-            for (int ky = 0; ky < c.k; ++ky)
-              for (int kx = 0; kx < c.k; ++kx) {
-                const int iy = oy * c.stride + ky - c.pad, ix = ox * c.stride + kx - c.pad;
-                if (iy < 0 || iy >= c.h || ix < 0 || ix >= c.w) continue;
-                const int wc = dw ? 0 : ci;
-                const float wv = wt[((static_cast<size_t>(co) * (dw ? 1 : c.cin) + wc) * c.k + ky) * c.k + kx];
-                s += static_cast<double>(wv) * x[((static_cast<size_t>(n) * c.cin + ci) * c.h + iy) * c.w + ix];
-              }
-          const size_t o = ((static_cast<size_t>(n) * c.cout + co) * OH + oy) * OW + ox;
-          y[o] = act_f(static_cast<float>(s), c.act) + (c.res ? r[o] : 0.f);
-        }
-  return y;
-}
+using native::act_f;
+using native::Case;
+using native::chance;
+using native::expect_rc;
+using native::ref_conv;
+using native::uni;
 
 void compare(const char* what, const std::string& isa, const Case& c, const std::vector<float>& got,
              const std::vector<float>& want) {
-  ++g_checks;
-  float scale = 1.f;
-  for (float v : want) scale = std::fmax(scale, std::fabs(v));
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!(std::fabs(got[i] - want[i]) <= 1e-4f * scale)) {
-      std::printf("FAIL %s [%s] n=%d cin=%d cout=%d %dx%d k=%d s=%d act=%d sp=%.3f: at %zu got %g want %g\n",
-                  what, isa.c_str(), c.n, c.cin, c.cout, c.h, c.w, c.k, c.stride, c.act, c.sparsity, i,
-                  got[i], want[i]);
-      ++g_fail;
-      return;
-    }
-  }
-}
-
-void expect_rc(const char* what, int rc, int want) {
-  ++g_checks;
-  if (rc != want) {
-    std::printf("FAIL %s: rc %d, expected %d (%s)\n", what, rc, want, st_last_error());
-    ++g_fail;
-  } else if (want != ST_OK && std::strlen(st_last_error()) == 0) {
-    std::printf("FAIL %s: error without a message\n", what);
-    ++g_fail;
-  }
+  char desc[256];
+  std::snprintf(desc, sizeof desc, "%s [%s] n=%d cin=%d cout=%d %dx%d k=%d s=%d act=%d sp=%.3f", what, isa.c_str(),
+                c.n, c.cin, c.cout, c.h, c.w, c.k, c.stride, c.act, c.sparsity);
+  native::compare(desc, got.data(), want);
 }
 
 // The same layer through a plan (st_conv2d_plan_*), with each row's entries in reverse order
@@ -344,7 +287,7 @@ int main() {
     }
     if (st_set_isa(isa) != ST_OK || std::string(st_isa()) != isa) {
       std::printf("FAIL cannot select %s: %s\n", isa, st_last_error());
-      ++g_fail;
+      ++native::g_fail;
       continue;
     }
     ++tested;
@@ -392,6 +335,9 @@ int main() {
   }
   plan_after_isa_change();
   malformed();
-  std::printf("%s: %d checks, %d failures, %d ISA variants tested\n", g_fail ? "FAILED" : "OK", g_checks, g_fail, tested);
-  return g_fail || tested == 0 ? 1 : 0;
+  native::run_matrix();
+  const int fails = native::g_fail;
+  std::printf("%s: %d checks, %d failures, %d ISA variants tested\n", fails ? "FAILED" : "OK", native::g_checks,
+              fails, tested);
+  return fails || tested == 0 ? 1 : 0;
 }

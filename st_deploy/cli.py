@@ -12,7 +12,7 @@ import click
 
 from .artifact import read_manifest
 from . import __version__
-from .errors import DeployError
+from .errors import DeployError, FidelityError
 
 
 def parse_shape(value: str | None) -> tuple[int, ...] | None:
@@ -224,9 +224,19 @@ def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | N
 @click.option("--quick", is_flag=True, help="A few shapes only (seconds, not minutes).")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None,
               help="Cost table to write (default: the per-machine cache the planner reads).")
-def tune_cmd(target: str, quick: bool, out: Path | None) -> None:
+@click.option("--rpc", default=None, metavar="HOST:PORT", help="Measure on a board's RPC server.")
+@click.option("--tracker", default=None, metavar="HOST:PORT", help="Reach the board through a TVM RPC tracker.")
+@click.option("--key", default=None, help="Device key of the board at the tracker.")
+def tune_cmd(target: str, quick: bool, out: Path | None, rpc: str | None, tracker: str | None,
+             key: str | None) -> None:
     """Measure the per-layer cost table the planner uses to choose dense, CSR or BSR."""
     from .plan import tune
+    if rpc or tracker:
+        from .board.tuning import tunable_board
+        facts = tunable_board(rpc, tracker, key)
+        raise DeployError(f"tune: {facts.get('board_model') or facts.get('cpu')} ({facts.get('machine')}) is real "
+                          f"hardware, but measuring the cost table over RPC is not implemented yet; "
+                          f"--format auto for {target} prices layers with this host's table")
     click.echo(f"wrote {tune(target=target, quick=quick, out=out)}")
 
 
@@ -277,11 +287,14 @@ def _int_list(value: str, flag: str) -> list[int]:
 @click.option("--rpc", default=None, metavar="HOST:PORT", help="Time a TVM artifact on a board's RPC server.")
 @click.option("--tracker", default=None, metavar="HOST:PORT", help="Reach the board through a TVM RPC tracker.")
 @click.option("--key", default=None, help="Device key of the board at the tracker.")
+@click.option("--boards", default=1, show_default=True,
+              help="With --tracker/--key: spread the repeats over this many boards registered under the key, "
+                   "one record per board.")
 @ticket_options
 def bench_cmd(ticket: Path, runtimes: str | None, threads: str, batches: str, warmup: int, repeat: int,
               min_time: float, baseline: str, input_shape: str | None, target: str, json_out: Path | None,
               csv_out: Path | None, plot_out: Path | None, per_layer: bool, memory: bool, device: str, rpc: str | None,
-              tracker: str | None, key: str | None, load_kwargs: dict) -> None:
+              tracker: str | None, key: str | None, boards: int, load_kwargs: dict) -> None:
     """Latency of TICKET (or an exported artifact folder) across runtimes, side by side.
 
     With --rpc or --tracker/--key the TVM artifact (exported for --target, or the folder given)
@@ -296,33 +309,57 @@ def bench_cmd(ticket: Path, runtimes: str | None, threads: str, batches: str, wa
         source = BenchSource(ticket=load_ticket(ticket, **load_kwargs), target=target)
     asked = runtimes if runtimes in (None, "all") else [r.strip() for r in runtimes.split(",") if r.strip()]
     names, chosen = choose_runtimes(source, asked, device)
-    if rpc or tracker:
-        from .bench.machine import machine_info
-        from .bench.core import artifact_input_shape
-        from .bench.rpc import connect, remote_bench
-        folder = source.exported(target, "auto")
-        session = connect(rpc, tracker, key)
-        record = remote_bench(folder, session, parse_shape(input_shape), repeat=repeat)
-        result = {"records": [{**record, "cold_ms": None, "peak_rss_mb": None, "baseline_rss_mb": None,
-                               "speedup": None, "baseline": None,
-                               "fidelity_max_abs": record.get("fidelity_max_abs"),
-                               "fidelity_max_rel": record.get("fidelity_max_rel")}],
-                  "machine": {**machine_info(), "remote": rpc or f"{tracker} key={key}"},
-                  "input_shape": parse_shape(input_shape) or artifact_input_shape(folder), "baseline": "-"}
-    else:
-        if chosen:
-            click.echo(chosen)
-        with _progress() as update:
-            result = bench(source, asked, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
-                           warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
-                           input_shape=parse_shape(input_shape), progress=update, device=device,
-                           memory=memory)
+    if rpc or tracker or boards != 1:
+        _remote_bench(source, target, rpc, tracker, key, boards, repeat, _int_list(threads, "--threads"),
+                      parse_shape(input_shape), json_out, csv_out, plot_out)
+        return
+    if chosen:
+        click.echo(chosen)
+    with _progress() as update:
+        result = bench(source, asked, _int_list(threads, "--threads"), _int_list(batches, "--batch"),
+                       warmup=warmup, repeat=repeat, min_time=min_time, baseline=baseline,
+                       input_shape=parse_shape(input_shape), progress=update, device=device,
+                       memory=memory)
     print_results(result)
     if per_layer:
         result["per_layer"] = _per_layer(source, names, _int_list(threads, "--threads")[0], result["input_shape"])
     for out, write in ((json_out, write_json), (csv_out, write_csv), (plot_out, write_plot)):
         if out is not None:
             click.echo(f"wrote {write(result, out)}")
+
+
+def _remote_bench(source: Any, target: str, rpc: str | None, tracker: str | None, key: str | None, boards: int,
+                  repeat: int, threads: list[int], shape: tuple[int, ...] | None, json_out: Path | None,
+                  csv_out: Path | None, plot_out: Path | None) -> None:
+    """bench --rpc/--tracker: the artifact on one board or --boards N of them, checked against the ticket."""
+    from .bench import print_results, write_csv, write_json, write_plot
+    from .bench.core import artifact_input_shape
+    from .bench.fleet import remote_result
+    from .bench.rpc import artifact_reference
+    if not (rpc or tracker):
+        raise DeployError("--boards needs --tracker HOST:PORT --key KEY")
+    folder = source.exported(target, "auto")
+    reference, how = artifact_reference(folder, source.ticket, shape or artifact_input_shape(folder))
+    click.echo(how)
+    result = remote_result(folder, rpc, tracker, key, boards=boards, repeat=repeat, threads=threads,
+                           input_shape=shape, reference=reference)
+    print_results(result)
+    for out, write in ((json_out, write_json), (csv_out, write_csv)):
+        if out is not None:
+            click.echo(f"wrote {write(result, out)}")
+    if plot_out is not None:
+        # Emulated times say nothing about the board's speed: they never sit in a plot beside real ones.
+        real = [r for r in result["records"] if r.get("emulated") is False]
+        if real:
+            click.echo(f"wrote {write_plot({**result, 'records': real}, plot_out)}"
+                       + (f" ({len(result['records']) - len(real)} emulated/unknown board record(s) left out)"
+                          if len(real) < len(result["records"]) else ""))
+        else:
+            click.echo(f"--plot: {plot_out} not written: every board was emulated or did not say whether it is "
+                       f"(emulated times are not plotted)")
+    failed = [r for r in result["records"] if r.get("failed")]
+    if failed:
+        raise FidelityError(f"{len(failed)} board run(s) failed: {failed[0]['failure']}")
 
 
 class _progress:
@@ -382,9 +419,38 @@ def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) ->
 @click.option("--tracker", default=None, metavar="HOST:PORT", help="Register with this tracker.")
 @click.option("--key", default="st-deploy", show_default=True, help="Device key to register under.")
 def rpc_server(host: str, port: int, tracker: str | None, key: str) -> None:
-    """Board side: run TVM's RPC server (python -m tvm.exec.rpc_server) for remote benchmarks."""
+    """Board side: TVM's RPC server for remote benchmarks, reporting what the board is (st_deploy/board/server.py)."""
     from .bench.rpc import run_server
     sys.exit(run_server(host, port, tracker, key))
+
+
+@cli.command("board")
+@click.option("--emulate", type=click.Choice(["aarch64"]), required=True,
+              help="Architecture of the emulated board (qemu-user, no privileges needed).")
+@click.option("--rootfs", type=click.Path(path_type=Path), default=None,
+              help="The board's root filesystem (default: built on first use, cached under "
+                   "~/.cache/st-deploy/boards/).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the board's RPC server listens on.")
+@click.option("--port", default=9090, show_default=True, help="Port of the board's RPC server.")
+@click.option("--tracker", default=None, metavar="HOST:PORT", help="Register with this TVM RPC tracker.")
+@click.option("--key", default=None, help="Device key to register under (with --tracker).")
+@click.option("--build-only", is_flag=True, help="Build (or find) the root filesystem, print its path, exit.")
+def board_cmd(emulate: str, rootfs: Path | None, host: str, port: int, tracker: str | None, key: str | None,
+              build_only: bool) -> None:
+    """An emulated board running TVM's RPC server, to test ARM artifacts without the hardware;
+    stops with its children on Ctrl-C or SIGTERM. Its times are the emulator's, not the board's."""
+    from .board.emulate import run_board
+    from .board.rootfs import check_rootfs, ensure_rootfs
+    if tracker and not key:
+        raise DeployError("--tracker needs --key (the device key clients request)")
+    if key and not tracker:
+        raise DeployError("--key needs --tracker")
+    root = rootfs if rootfs is not None else ensure_rootfs(emulate, log=click.echo)
+    check_rootfs(root)
+    if build_only:
+        click.echo(str(root))
+        return
+    sys.exit(run_board(root, host, port, tracker, key, echo=click.echo))
 
 
 @cli.command("serve")

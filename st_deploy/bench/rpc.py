@@ -46,11 +46,67 @@ def connect(rpc: str | None = None, tracker: str | None = None, key: str | None 
     raise DeployError("remote benchmark needs --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
 
 
+def board_facts(session) -> dict[str, Any]:
+    """The board's own account of itself (st_deploy/board/server.py registers the function)."""
+    from ..board.server import FACTS_FUNC
+    try:
+        facts = session.get_function(FACTS_FUNC)
+    except AttributeError:
+        return {"emulated": None, "note": f"the board's RPC server has no {FACTS_FUNC} (plain tvm.exec.rpc_server?): "
+                                          f"start it with `st-deploy rpc-server` to record what the board is"}
+    return json.loads(facts())
+
+
+def remote_reference(ticket, shape: Sequence[int], seed: int = 0) -> list[np.ndarray]:
+    """The ticket's own outputs on the input remote_bench feeds the board."""
+    from ..export.onnx.fidelity import reference_outputs
+    return reference_outputs(ticket.module.eval(), seeded_input(shape, seed))
+
+
+def artifact_reference(folder: Path, ticket, shape: Sequence[int]) -> tuple[list[np.ndarray] | None, str]:
+    """The reference outputs for a remote run and where they came from (or why there are none)."""
+    import hashlib
+    if ticket is None:
+        src = read_manifest(folder).get("source") or {}
+        path = Path(src.get("path") or "")
+        if not src.get("path") or not path.is_file():
+            return None, (f"fidelity not checked: {folder} names no ticket file found here ({src.get('path')}); "
+                          f"bench the ticket file itself to compare the board's outputs with it")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != src.get("sha256"):
+            return None, f"fidelity not checked: {path} changed since the export (sha256 differs)"
+        from ..loaders import load_ticket
+        ticket = load_ticket(path)
+    return remote_reference(ticket, shape), f"fidelity against the ticket {ticket.name or ''}".rstrip()
+
+
+def _loaded(session, lib: Path):
+    """The module on the board, uploaded and loaded once per session: uploading over a loaded
+    model.so rewrites a mapped library under the board's feet (it crashed in dlsym)."""
+    import hashlib
+    digest = hashlib.sha256(lib.read_bytes()).hexdigest()[:16]
+    loaded = session.__dict__.setdefault("_st_deploy_modules", {})
+    if digest not in loaded:
+        name = f"model-{digest}.so"
+        session.upload(str(lib), name)
+        loaded[digest] = session.load_module(name)
+    return loaded[digest]
+
+
+def _outputs(out: Any) -> list[np.ndarray]:
+    if hasattr(out, "numpy"):
+        return [out.numpy()]
+    return [o.numpy() for o in out]  # a tuple of outputs comes back as a remote array of tensors
+
+
 def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = None, repeat: int = 50,
-                 number: int = 1, reference: np.ndarray | None = None, seed: int = 0) -> dict[str, Any]:
-    """Upload DIR/model.so, run `main` on the board, return summary statistics (and fidelity)."""
+                 number: int = 1, reference: list[np.ndarray] | np.ndarray | None = None, seed: int = 0,
+                 threads: int | None = None, tolerance: float | None = None) -> dict[str, Any]:
+    """Upload DIR/model.so, run `main` on the board, return summary statistics, the board's facts
+    and, with a reference, fidelity: the board's outputs against it (failed beyond `tolerance`,
+    default the artifact's own export tolerance)."""
     import tvm
     from tvm import relax
+    from ..export.onnx.fidelity import compare
 
     artifact = Path(artifact)
     lib = artifact / "model.so"
@@ -59,30 +115,44 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
                           f"(st-deploy export --target aarch64|rasp4|llvm)")
     manifest = read_manifest(artifact)
     shape = list(input_shape or artifact_input_shape(artifact))
-    session.upload(str(lib))
-    rlib = session.load_module("model.so")
+    facts = board_facts(session)
+    rlib = _loaded(session, lib)
+    if threads is not None:
+        # TVM's own pool (its generated loops) and our kernels' pool (inside model.so) both.
+        session.get_function("runtime.config_threadpool")(1, threads)
+        if (manifest.get("target") or {}).get("kernels"):
+            rlib.get_function("set_num_threads", True)(threads)
+    pool_threads = int(session.get_function("runtime.NumThreads")())
     dev = session.cpu()
     vm = relax.VirtualMachine(rlib, dev)
     x = seeded_input(shape, seed)
     x_remote = tvm.runtime.tensor(x, dev)
-    out = vm["main"](x_remote)
-    y = out.numpy() if hasattr(out, "numpy") else out[0].numpy()  # one output, or a tuple of them
+    got = _outputs(vm["main"](x_remote))
     timer = vm.time_evaluator("main", dev, number=number, repeat=repeat)
     result = timer(x_remote)
     stats = summarize(list(result.results), shape[0])
-    record: dict[str, Any] = {"runtime": "tvm-remote", "threads": None, "batch": shape[0], **stats,
-                              "target": manifest.get("target")}
+    record: dict[str, Any] = {"runtime": "tvm-remote", "threads": threads if threads is not None else pool_threads,
+                              "tvm_pool_threads": pool_threads, "batch": shape[0], **stats,
+                              "target": manifest.get("target"), "device": facts, "emulated": facts.get("emulated"),
+                              "board": facts.get("server"), "fidelity_max_abs": None, "fidelity_max_rel": None,
+                              "failed": None}
     if reference is not None:
-        err = float(np.abs(y.astype(np.float64) - reference).max())
-        record["fidelity_max_abs"] = err
-        record["fidelity_max_rel"] = err / max(float(np.abs(reference).max()), 1e-30)
+        refs = [reference] if isinstance(reference, np.ndarray) else list(reference)
+        fid = compare([np.asarray(r, dtype=np.float32) for r in refs], got)
+        tol = tolerance if tolerance is not None else float((manifest.get("fidelity") or {}).get("tolerance", 1e-4))
+        record.update(fidelity_max_abs=fid["max_abs"], fidelity_max_rel=fid["rel"], tolerance=tol,
+                      failed=not fid["rel"] <= tol)
+        if record["failed"]:
+            record["failure"] = (f"the board's outputs differ from the ticket's: rel {fid['rel']:.3g} "
+                                 f"(max abs {fid['max_abs']:.3g}) > tolerance {tol:g}")
     return record
 
 
 def server_command(host: str, port: int, tracker: str | None = None, key: str | None = None) -> list[str]:
+    """TVM's RPC server with st-deploy's board facts (the script needs only TVM: copy it to a board)."""
+    from ..board.emulate import SERVER_SCRIPT
     # TVM searches [port, port-end) for a free port; pin it so the board is where we said.
-    cmd = [sys.executable, "-m", "tvm.exec.rpc_server", "--host", host, "--port", str(port),
-           "--port-end", str(port + 1)]
+    cmd = [sys.executable, str(SERVER_SCRIPT), "--host", host, "--port", str(port), "--port-end", str(port + 1)]
     if tracker:
         cmd += ["--tracker", tracker, "--key", key or "st-deploy"]
     return cmd

@@ -57,7 +57,7 @@ def _import_library(name: str) -> None:
 
 
 def main(spec: dict[str, Any]) -> dict[str, Any]:
-    from st_deploy.bench.core import seeded_input
+    from st_deploy.graph.fidelity import seeded_input
     from st_deploy.bench.memory import RUNTIME_LIBRARY
     from st_deploy.bench.runtimes import BenchSource, prepare
 

@@ -12,9 +12,10 @@ import torch
 
 from ..artifact import read_manifest
 from ..errors import DeployError
+from ..graph.fidelity import as_arrays, compare, reference_outputs, seeded_input
 from ..ticket import Ticket
 from .machine import machine_info
-from .runtimes import BEST_DENSE, DENSE_RUNTIMES, RUNTIMES, BenchSource, choose_runtimes, prepare, to_numpy
+from .runtimes import BEST_DENSE, DENSE_RUNTIMES, RUNTIMES, BenchSource, choose_runtimes, prepare
 from .stats import speedup, summarize
 
 
@@ -42,11 +43,6 @@ class Record:
         return {**d, **stats, **extra}
 
 
-def seeded_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
-    g = np.random.default_rng(seed)
-    return g.standard_normal(tuple(shape), dtype=np.float32)
-
-
 @dataclass
 class _Config:
     runtime: str
@@ -61,14 +57,15 @@ class _Config:
     times: list[float] = field(default_factory=list)
 
 
-def _fidelity(out: Any, ref: np.ndarray | None) -> tuple[float, float] | None:
+def _fidelity(out: Any, ref: list[np.ndarray] | None) -> tuple[float, float] | None:
+    """(max_abs, rel) of every output against the ticket's (graph.fidelity)."""
     if ref is None:
         return None
-    y = to_numpy(out).astype(np.float64)
-    if y.shape != ref.shape:
-        raise DeployError(f"output shape {y.shape} differs from the ticket's {ref.shape}")
-    err = float(np.abs(y - ref).max()) if y.size else 0.0
-    return err, err / max(float(np.abs(ref).max()), 1e-30)
+    got = as_arrays(out)
+    if [y.shape for y in got] != [r.shape for r in ref]:
+        raise DeployError(f"output shapes {[y.shape for y in got]} differ from the ticket's {[r.shape for r in ref]}")
+    fid = compare(ref, got)
+    return fid["max_abs"], fid["rel"]
 
 
 def bench(source: Ticket | BenchSource, runtimes: Sequence[str] | str | None = None,
@@ -172,10 +169,7 @@ def _prepare_all(src: BenchSource, runtimes: Sequence[str], n_threads: int, batc
     configs = []
     for batch in batches:
         x = seeded_input([batch, *shape[1:]])
-        ref = None
-        if ticket is not None:
-            with torch.no_grad():
-                ref = to_numpy(ticket.module(torch.from_numpy(x))).astype(np.float64)
+        ref = reference_outputs(ticket.module, x) if ticket is not None else None
         for runtime in runtimes:
             run = prepare(runtime, src, n_threads, device, shape=x.shape)
             t0 = time.perf_counter()

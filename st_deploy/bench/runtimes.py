@@ -270,11 +270,3 @@ def _onnx_model(source: BenchSource, runtime: str) -> Path:
         raise DeployError(f"{folder}: no {model.name}; runtime {runtime} needs an ONNX artifact")
     return model
 
-
-def to_numpy(out: Any) -> np.ndarray:
-    """First output of any runtime as a float32 numpy array."""
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    if isinstance(out, torch.Tensor):
-        return out.detach().cpu().numpy()
-    return np.asarray(out)

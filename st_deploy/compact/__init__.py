@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from ..errors import DeployError
+from ..graph.fidelity import compare, reference_outputs, seeded_input
 from ..graph.ir import Graph
 from ..graph.module import GraphModule
 from ..graph.opaque import opaque_ops
-from ..graph.outputs import output_list
 from ..graph.validate import validate_graph_dict
 from ..models.supertickets import HighResolutionNet
 from ..ticket import Ticket
@@ -68,17 +69,15 @@ def check_shape(ticket: Ticket, shape_specific: bool = False) -> tuple[int, int,
 
 def measure_error(reference: torch.nn.Module, candidate: torch.nn.Module, shape: tuple[int, ...],
                   seed: int = 0) -> dict[str, Any]:
-    """Max abs difference on a seeded standard-normal input, and relative to max|reference|."""
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        ys, zs = output_list(reference.eval()(x)), output_list(candidate.eval()(x))
+    """max_abs and max_rel (graph.fidelity's rel) on the seeded input, and max|reference|."""
+    x = seeded_input(shape, seed)
+    ys, zs = reference_outputs(reference.eval(), x), reference_outputs(candidate.eval(), x)
     if [y.shape for y in ys] != [z.shape for z in zs]:
-        raise AssertionError(f"compact: output shapes changed ({[tuple(y.shape) for y in ys]} vs "
-                             f"{[tuple(z.shape) for z in zs]})")
-    max_abs = max(float((y - z).abs().max()) for y, z in zip(ys, zs))
-    scale = max(float(y.abs().max()) for y in ys)
-    return {"input_shape": list(shape), "seed": seed, "max_abs": max_abs,
-            "max_rel": max_abs / scale if scale > 0 else max_abs, "max_abs_reference": scale}
+        raise AssertionError(f"compact: output shapes changed ({[y.shape for y in ys]} vs {[z.shape for z in zs]})")
+    fid = compare(ys, zs)
+    scale = max(float(np.abs(y).max()) if y.size else 0.0 for y in ys)
+    return {"input_shape": list(shape), "seed": seed, "max_abs": fid["max_abs"], "max_rel": fid["rel"],
+            "max_abs_reference": scale}
 
 
 @contextmanager

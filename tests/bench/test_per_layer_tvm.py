@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from st_deploy import export, load_ticket
-from st_deploy.bench.core import seeded_input
+from st_deploy.graph.fidelity import seeded_input
 from st_deploy.bench.per_layer import TVM_KERNEL_SYMBOLS, tvm_per_layer
 from tests.conftest import needs_samples
 

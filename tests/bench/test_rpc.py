@@ -59,7 +59,7 @@ def artifact(samples, tmp_path_factory) -> tuple[Path, np.ndarray]:
     from st_deploy import export
     ticket = load_ticket(samples / "cls_mini_searched.state_dict")
     out = export(ticket, target="llvm", out=tmp_path_factory.mktemp("rpc") / "art", input_shape=(1, 3, 64, 64))
-    from st_deploy.bench.core import seeded_input
+    from st_deploy.graph.fidelity import seeded_input
     with torch.no_grad():
         ref = ticket.module(torch.from_numpy(seeded_input((1, 3, 64, 64)))).numpy().astype(np.float64)
     return out, ref

@@ -62,7 +62,7 @@ def test_unknown_runtime(samples):
 
 def test_per_layer_shows_the_sparse_path(samples, tmp_path, monkeypatch):
     monkeypatch.setenv("ST_DEPLOY_CACHE", str(tmp_path / "cache"))
-    from st_deploy.bench.core import seeded_input
+    from st_deploy.graph.fidelity import seeded_input
     from st_deploy.bench.per_layer import ort_per_layer
     source = BenchSource(ticket=load_ticket(samples / "cls_mini_supernet.state_dict"), input_shape=(1, 3, 64, 64))
     folder = source.exported("onnx")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from st_deploy.bench import bench, summarize, write_csv, write_json, write_plot
-from st_deploy.bench.core import seeded_input
+from st_deploy.graph.fidelity import seeded_input
 from st_deploy.bench.machine import machine_info, machine_slug
 from st_deploy.bench.stats import speedup
 

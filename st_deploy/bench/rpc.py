@@ -14,7 +14,8 @@ import numpy as np
 
 from ..artifact import read_manifest
 from ..errors import DeployError
-from .core import artifact_input_shape, seeded_input
+from ..graph.fidelity import compare, reference_outputs, seeded_input
+from .core import artifact_input_shape
 from .stats import summarize
 
 
@@ -59,7 +60,6 @@ def board_facts(session) -> dict[str, Any]:
 
 def remote_reference(ticket, shape: Sequence[int], seed: int = 0) -> list[np.ndarray]:
     """The ticket's own outputs on the input remote_bench feeds the board."""
-    from ..export.onnx.fidelity import reference_outputs
     return reference_outputs(ticket.module.eval(), seeded_input(shape, seed))
 
 
@@ -106,7 +106,6 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
     default the artifact's own export tolerance)."""
     import tvm
     from tvm import relax
-    from ..export.onnx.fidelity import compare
 
     artifact = Path(artifact)
     lib = artifact / "model.so"

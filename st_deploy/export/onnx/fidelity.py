@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ...graph.fidelity import compare, reference_outputs  # noqa: F401  (bench/rpc.py imports them from here)
-
 
 def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> list[np.ndarray]:
     from ...runtime.ort import ort_session

@@ -13,6 +13,9 @@
 #include <tvm/ffi/reflection/registry.h>
 #include <tvm/ffi/string.h>
 
+#include <dlfcn.h>
+
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -294,6 +297,44 @@ void set_conv1x1_path(String path) { check_rc(st_set_conv1x1_path(path.c_str()))
 String conv1x1_path() { return String(st_conv1x1_path()); }
 void set_num_threads(int64_t n) { check_rc(st_set_num_threads(to_i32("set_num_threads", "n", n))); }
 int64_t get_num_threads() { return st_get_num_threads(); }
+// TVM's parallel launcher, looked up when asked for (not bound at load: the Python package's
+// own library may be loaded before any TVM runtime is).
+struct TvmParallelEnv {
+  void* sync_handle;
+  int32_t num_task;
+};
+using TvmLambda = int (*)(int, TvmParallelEnv*, void*);
+using TvmLaunch = int (*)(TvmLambda flambda, void* cdata, int num_task);
+std::atomic<TvmLaunch> g_tvm_launch{nullptr};
+
+struct HostTasks {
+  st_task_fn fn;
+  void* arg;
+};
+
+int tvm_launch(int32_t, st_task_fn fn, void* arg) {
+  HostTasks tasks{fn, arg};
+  // num_task 0: one task per thread of the calling thread's TVM pool; each drains the shared
+  // task counter behind `arg` (st::parallel_for), so the kernels' task count need not match.
+  g_tvm_launch.load()(
+      [](int task, TvmParallelEnv*, void* cdata) {
+        auto* t = static_cast<HostTasks*>(cdata);
+        t->fn(task, t->arg);
+        return 0;
+      },
+      &tasks, 0);
+  return 0;  // even after a failed launch: st::parallel_for runs the unclaimed tasks on the caller
+}
+
+// true: the kernels run their parallel loops on TVM's thread pool; false: on st_kernels' own.
+// Returns whether TVM's pool is in use (false when asked for in a process without a TVM runtime).
+bool use_host_pool(bool on) {
+  TvmLaunch launch = on ? reinterpret_cast<TvmLaunch>(dlsym(RTLD_DEFAULT, "TVMBackendParallelLaunch")) : nullptr;
+  g_tvm_launch.store(launch);
+  check_rc(st_set_parallel_launcher(launch != nullptr ? tvm_launch : nullptr));
+  return launch != nullptr;
+}
+
 void set_spin_us(int64_t us) { check_rc(st_set_spin_us(to_i32("set_spin_us", "us", us))); }
 int64_t get_spin_us() { return st_get_spin_us(); }
 Array<String> variants() {
@@ -323,6 +364,7 @@ TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_conv1x1_path, st_ffi::set_conv1x1_path);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(conv1x1_path, st_ffi::conv1x1_path);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(get_num_threads, st_ffi::get_num_threads);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(set_spin_us, st_ffi::set_spin_us);
+TVM_FFI_DLL_EXPORT_TYPED_FUNC(use_host_pool, st_ffi::use_host_pool);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(get_spin_us, st_ffi::get_spin_us);
 TVM_FFI_DLL_EXPORT_TYPED_FUNC(variants, st_ffi::variants);
 

@@ -165,6 +165,12 @@ int st_set_spin_us(int32_t us) {
 
 int32_t st_get_spin_us(void) { return st::spin_us(); }
 
+int st_set_parallel_launcher(st_parallel_launcher launch) {
+  st::clear_error();
+  st::set_launcher(launch);
+  return ST_OK;
+}
+
 // Variant listing from kernels.inc, for tests and benchmarks.
 int32_t st_variant_count(void) {
   int32_t n = 0;

@@ -151,6 +151,7 @@ class Pool {
 std::mutex g_pool_m;
 std::shared_ptr<Pool> g_pool;
 int g_spin_us = -1;  // -1: not yet read from the environment
+std::atomic<Launcher> g_launcher{nullptr};
 
 int spin_us_locked() {
   if (g_spin_us < 0) g_spin_us = spin_us_from_env();
@@ -204,8 +205,29 @@ int spin_us() {
 
 void set_spin_us(int us) { replace_pool(num_threads(), std::max(0, us)); }
 
+void set_launcher(Launcher launch) { g_launcher.store(launch); }
+
 void parallel_for(int ntasks, const std::function<void(int)>& fn) {
   if (ntasks <= 0) return;
+  if (Launcher launch = g_launcher.load(std::memory_order_acquire); launch != nullptr && ntasks > 1) {
+    // Tasks are claimed from a counter, so whatever the host's pool leaves (fewer threads than
+    // tasks, a failed launch) runs here afterwards instead of being lost.
+    struct Claim {
+      const std::function<void(int)>* fn;
+      int n;
+      std::atomic<int> next{0};
+      void drain() {
+        for (int t = next.fetch_add(1); t < n; t = next.fetch_add(1)) (*fn)(t);
+      }
+    } claim;
+    claim.fn = &fn;
+    claim.n = ntasks;
+    if (launch(ntasks, [](int32_t, void* arg) { static_cast<Claim*>(arg)->drain(); }, &claim) >= 0) {
+      claim.drain();
+      return;
+    }
+    // Declined (no host pool on this thread, e.g. outside the host's compute call): ours runs it.
+  }
   std::shared_ptr<Pool> p = pool();
   p->run(ntasks, fn);
 }

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 #include <functional>
 
 namespace st {
@@ -15,4 +16,7 @@ int default_num_threads();
 // The initial value comes from $ST_KERNELS_SPIN_US.
 int spin_us();
 void set_spin_us(int us);
+// A host runtime's pool that runs parallel_for's tasks instead of ours (st_set_parallel_launcher).
+using Launcher = int (*)(int32_t ntasks, void (*fn)(int32_t task, void* arg), void* arg);
+void set_launcher(Launcher launch);
 }  // namespace st

@@ -75,6 +75,15 @@ ST_API int32_t st_get_num_threads(void);
  * $ST_KERNELS_SPIN_US). 0: workers sleep at once (for machines with more threads than cores). */
 ST_API int st_set_spin_us(int32_t us);
 ST_API int32_t st_get_spin_us(void);
+/* Route the kernels' parallel loops through a host runtime's thread pool (TVM's, inside a TVM
+ * artifact) instead of st_kernels' own, so the two never compete for the cores. `launch` must run
+ * fn(task, arg) for every task in [0, ntasks) (on any of its threads) and return >= 0 when all are
+ * done (tasks it leaves unclaimed run on the caller), or return < 0 having run nothing to decline
+ * (st_kernels' pool then runs the job). NULL restores st_kernels' pool. Work is still split
+ * for st_get_num_threads() threads: set both to the host pool's size. */
+typedef void (*st_task_fn)(int32_t task, void* arg);
+typedef int (*st_parallel_launcher)(int32_t ntasks, st_task_fn fn, void* arg);
+ST_API int st_set_parallel_launcher(st_parallel_launcher launch);
 /* Path of sparse 1x1/stride-1 convs: "gather" (tiles of all channels copied to a per-thread
  * buffer), "direct" (x read in place, packed first if unaligned) or "auto" (by shape, the
  * default; $ST_KERNELS_CONV1X1 sets the initial value). For benchmarks and tests. */

@@ -52,7 +52,6 @@ class SparseConvKernel {
   int32_t block_ = 1;     // rows per indptr entry: 4 for bsr4x1
   bool has_residual_ = false;
   Part whole_;               // the layer as one part
-  std::vector<Part> parts_;  // kOrt with several threads: the slices ParallelFor runs
   std::vector<int32_t> indptr_, indices_;
   std::vector<float> values_, bias_;
   mutable std::mutex plan_mu_;

@@ -116,7 +116,7 @@ class TVMRunner:
         self.input_shape = manifest["inputs"][0]["shape"]
         # TVM's pool reads TVM_NUM_THREADS when it first starts; config_threadpool resizes a running one.
         os.environ.setdefault("TVM_NUM_THREADS", str(threads))
-        tvm.get_global_func("runtime.config_threadpool")(1, threads)
+        _configure_tvm_pool(tvm, threads)
         gpu = target["device"] == "cuda"
         if gpu:
             try:
@@ -135,8 +135,13 @@ class TVMRunner:
         except Exception as e:
             raise DeployError(f"{folder}: cannot load {TVM_LIBRARY}: "
                               f"{str(e).strip().splitlines()[-1]}") from None
+        # Whose threads run our kernels' parallel loops: TVM's pool (the one config_threadpool sized
+        # above) where model.so can reach it, so two pools never compete for the cores.
+        self.kernel_pool = "none"
         if target["kernels"] and not gpu:
             self.lib.get_function("set_num_threads", True)(threads)
+            use_host_pool = self.lib.get_function("use_host_pool", True)
+            self.kernel_pool = "tvm" if use_host_pool is not None and use_host_pool(True) else "st_kernels"
         if max_vms is not None and (not isinstance(max_vms, int) or isinstance(max_vms, bool) or max_vms < 1):
             raise DeployError(f"max_vms must be an int >= 1 or None, got {max_vms!r}")
         self.max_vms = max_vms
@@ -184,7 +189,7 @@ class TVMRunner:
         a = _as_input(x, self.input_shape)
         if not getattr(self._per_thread, "configured", False):
             # TVM's thread pool is per calling thread: size this thread's pool like the first one's.
-            tvm.get_global_func("runtime.config_threadpool")(1, self.threads)
+            _configure_tvm_pool(tvm, self.threads)
             self._per_thread.configured = True
         vm = self._take_vm()
         try:
@@ -194,6 +199,17 @@ class TVMRunner:
             return [o.numpy() for o in out]
         finally:
             self._give_back(vm)
+
+
+def _configure_tvm_pool(tvm: Any, threads: int) -> None:
+    """Size the calling thread's TVM pool; its threads share every CPU this process may use.
+
+    Mode -3 (share all given cores), not 1 ("big cores"): mode 1 pinned the calling thread to CPU 0
+    at one thread (two one-thread runners in two processes then shared one core) and each worker
+    to one CPU (our kernels' tasks could not move off a busy core).
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    tvm.get_global_func("runtime.config_threadpool")(-3, threads, [str(c) for c in cpus])
 
 
 class ORTRunner:

@@ -131,6 +131,32 @@ def test_many_small_jobs_three_threads():
         K.set_num_threads(before)
 
 
+def test_kernels_on_tvms_thread_pool():
+    """use_host_pool: parallel loops go through TVM's TVMBackendParallelLaunch (as inside a TVM
+    artifact), with fewer or more TVM threads than tasks; results as with our own pool."""
+    tvm = pytest.importorskip("tvm")
+    from st_deploy.kernels._lib import call
+    before = K.get_num_threads()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 40, 20, 20)).astype(np.float32)
+    w = sparse_weight((48, 40, 3, 3), 0.7, rng)
+    layer = K.SparseConv2d.from_dense(w, padding=1, fmt="csr")
+    want = conv_ref(x, w, None, 1, 1, 1, "none")
+    cpus = [str(c) for c in sorted(os.sched_getaffinity(0))]  # shared, never pinned
+    try:
+        for tvm_threads, ours in ((2, 2), (3, 2), (1, 3)):
+            tvm.get_global_func("runtime.config_threadpool")(-3, tvm_threads, cpus)
+            K.set_num_threads(ours)
+            assert call("use_host_pool", True) is True
+            for _ in range(5):
+                assert_close(layer(x), want)
+    finally:
+        call("use_host_pool", False)
+        K.set_num_threads(before)
+        tvm.get_global_func("runtime.config_threadpool")(-3, before, cpus)
+    assert_close(layer(x), want)
+
+
 def test_concurrent_callers_share_the_pool():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 32, 28, 28)).astype(np.float32)

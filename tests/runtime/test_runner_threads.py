@@ -81,3 +81,21 @@ def test_ort_session_from_4_threads(onnx_artifact):
     xs = inputs(3, seed=3)
     refs = [s.run(None, {name: x})[0] for x in xs]
     assert _hammer(lambda x: s.run(None, {name: x})[0], xs, refs) == []
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_tvm_runner_kernels_on_tvms_pool(tvm_artifact, threads):
+    """Our kernels' parallel loops run on TVM's pool (one pool, not two competing), at any thread
+    count the results match one thread's, and no thread of the process gets pinned to one CPU."""
+    import os
+
+    import st_deploy
+    allowed = os.sched_getaffinity(0)
+    x = inputs(1)[0]
+    want = st_deploy.load(tvm_artifact, threads=1).run(x)
+    r = st_deploy.load(tvm_artifact, threads=threads)
+    assert r.kernel_pool == "tvm"
+    for _ in range(3):
+        np.testing.assert_allclose(r.run(x), want, rtol=1e-5, atol=1e-6)
+    pinned = {t: os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+    assert all(a == allowed for a in pinned.values()), pinned

@@ -276,7 +276,8 @@ def _int_list(value: str, flag: str) -> list[int]:
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path), default=None, help="Write a PNG plot here.")
 @click.option("--per-layer", is_flag=True,
               help="Also time each layer (which kernel and format ran): ONNX Runtime's profiler for ort-*, "
-                   "a per-call timer on the Relax VM's call instructions for tvm-* (first --threads value).")
+                   "a per-call timer on the Relax VM's call instructions for tvm-*; at every --threads value, "
+                   "with what a thread count gained per layer size.")
 @click.option("--memory/--no-memory", default=True, show_default=True,
               help="After the timing, measure each configuration's peak resident memory (peak MB) in its own "
                    "fresh process: load, cold call, warm-up, 5 calls. It is the whole process (Python, st-deploy "
@@ -322,7 +323,12 @@ def bench_cmd(ticket: Path, runtimes: str | None, threads: str, batches: str, wa
                        memory=memory)
     print_results(result)
     if per_layer:
-        result["per_layer"] = _per_layer(source, names, _int_list(threads, "--threads")[0], result["input_shape"])
+        counts = _int_list(threads, "--threads")
+        by_threads = {t: _per_layer(source, names, t, result["input_shape"]) for t in counts}
+        result["per_layer"] = by_threads[counts[0]]
+        if len(counts) > 1:
+            result["per_layer_by_threads"] = {str(t): v for t, v in by_threads.items()}
+            result["per_layer_scaling"] = _per_layer_scaling(by_threads, counts)
     for out, write in ((json_out, write_json), (csv_out, write_csv), (plot_out, write_plot)):
         if out is not None:
             click.echo(f"wrote {write(result, out)}")
@@ -381,6 +387,28 @@ class _progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _per_layer_scaling(by_threads: dict[int, dict[str, Any]], counts: list[int]) -> dict[str, Any]:
+    """Per runtime profiled at every thread count: time per bucket of layer size, first count vs each other."""
+    from .bench.per_layer import scaling_by_layer_size
+    out: dict[str, Any] = {}
+    first = by_threads[counts[0]]
+    for runtime, prof in first.items():
+        if "nodes" not in prof:
+            continue
+        for t in counts[1:]:
+            other = by_threads[t].get(runtime, {})
+            if "nodes" not in other:
+                continue
+            rows = scaling_by_layer_size(prof, other)
+            out.setdefault(runtime, {})[str(t)] = rows
+            click.echo(f"per-layer scaling: {runtime}, {counts[0]} -> {t} threads, by layer time at {counts[0]}")
+            for r in rows:
+                if r["layers"]:
+                    click.echo(f"  {r['layer_us']:>10s} us  {r['layers']:4d} layers  {r['first_us']:9.0f} -> "
+                               f"{r['then_us']:9.0f} us  ({r['scaling']}x)")
+    return out
 
 
 def _per_layer(source: Any, names: list[str], threads: int, shape: list[int]) -> dict[str, Any]:

@@ -203,3 +203,23 @@ def tvm_per_layer(folder: Path, x: np.ndarray, threads: int = 1, runs: int = 20,
             "run_us": {"uninstrumented_median": float(np.median(plain) * 1e6),
                        "instrumented_median": float(np.median(walls) * 1e6)},
             "calls_per_run": len(sequence)}
+
+
+# Layer-time buckets (microseconds at the first thread count) of scaling_by_layer_size.
+LAYER_BUCKETS_US = (10.0, 20.0, 40.0, 80.0, 160.0, float("inf"))
+
+
+def scaling_by_layer_size(one: dict[str, Any], many: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two profiles of the same model at different thread counts, summed per bucket of layer time
+    in `one`: which layers a second thread speeds up (big ones) and which it does not (small ones)."""
+    t1 = {n["node"]: n["mean_us"] for n in one["nodes"]}
+    tn = {n["node"]: n["mean_us"] for n in many["nodes"]}
+    rows, lo = [], 0.0
+    for hi in LAYER_BUCKETS_US:
+        names = [k for k, v in t1.items() if lo <= v < hi and k in tn]
+        a, b = sum(t1[k] for k in names), sum(tn[k] for k in names)
+        rows.append({"layer_us": f"{lo:g}-{hi:g}", "layers": len(names), "first_us": round(a, 1),
+                     "then_us": round(b, 1), "scaling": round(a / b, 2) if b else None})
+        lo = hi
+    return rows
+

@@ -350,9 +350,19 @@ def _remote_bench(source: Any, target: str, rpc: str | None, tracker: str | None
     result = remote_result(folder, rpc, tracker, key, boards=boards, repeat=repeat, threads=threads,
                            input_shape=shape, reference=reference)
     print_results(result)
-    for out, write in ((json_out, write_json), (csv_out, write_csv)):
-        if out is not None:
-            click.echo(f"wrote {write(result, out)}")
+    for r in result["records"]:
+        d = r.get("device") or {}
+        click.echo(f"board {r['board_index']} ({r.get('board') or 'address not reported'}): {r['threads']} thread(s), "
+                   f"{r['n']} repeats, p50 {r['p50_ms']:.3f} ms, "
+                   + ("EMULATED" if r.get("emulated") else "real" if r.get("emulated") is False else "emulated?")
+                   + f", {d.get('board_model') or d.get('cpu') or 'facts not reported'}")
+    if json_out is not None:
+        click.echo(f"wrote {write_json(result, json_out)}")
+    if csv_out is not None:
+        # The CSV's columns are fixed: an emulated board's rows say so in their runtime name.
+        marked = [{**r, "runtime": r["runtime"] + (" (emulated board)" if r.get("emulated") else "")}
+                  for r in result["records"]]
+        click.echo(f"wrote {write_csv({**result, 'records': marked}, csv_out)}")
     if plot_out is not None:
         # Emulated times say nothing about the board's speed: they never sit in a plot beside real ones.
         real = [r for r in result["records"] if r.get("emulated") is False]

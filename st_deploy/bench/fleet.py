@@ -8,6 +8,7 @@ boards, not the host that drove them (the host is under machine.host).
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,15 +39,20 @@ def split_repeats(repeat: int, boards: int) -> list[int]:
     return [repeat // boards + (1 if i < repeat % boards else 0) for i in range(boards)]
 
 
-def sessions(rpc: str | None, tracker: str | None, key: str | None, boards: int) -> list[Any]:
+def sessions(rpc: str | None, tracker: str | None, key: str | None, boards: int,
+             wait_free_s: float = 30.0) -> list[Any]:
     if boards == 1:
         return [connect(rpc, tracker, key)]
     if rpc or not tracker or not key:
         raise DeployError("--boards N needs --tracker HOST:PORT --key KEY (a fleet registers under one key)")
-    free = free_boards(tracker, key)
+    # A board re-registers as free a moment after its last session ends; a request beyond the
+    # free boards would wait for one to come free, possibly forever.
+    deadline = time.monotonic() + wait_free_s
+    while (free := free_boards(tracker, key)) < boards and time.monotonic() < deadline:
+        time.sleep(1.0)
     if free < boards:
-        # A request beyond the free boards would wait for one to come free, possibly forever.
-        raise DeployError(f"--boards {boards}: the tracker {tracker} has {free} free board(s) under key {key!r}")
+        raise DeployError(f"--boards {boards}: the tracker {tracker} has {free} free board(s) under key {key!r} "
+                          f"(waited {wait_free_s:.0f} s)")
     return [connect(rpc, tracker, key) for _ in range(boards)]
 
 

@@ -116,11 +116,17 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
     shape = list(input_shape or artifact_input_shape(artifact))
     facts = board_facts(session)
     rlib = _loaded(session, lib)
+    kernel_pool = "none"
     if threads is not None:
         # TVM's own pool (its generated loops) and our kernels' pool (inside model.so) both.
         session.get_function("runtime.config_threadpool")(1, threads)
         if (manifest.get("target") or {}).get("kernels"):
             rlib.get_function("set_num_threads", True)(threads)
+            # As the local runner does: the kernels' loops on TVM's pool, so two pools never compete.
+            try:
+                kernel_pool = "tvm" if rlib.get_function("use_host_pool", True)(True) else "st_kernels"
+            except AttributeError:  # a model.so built before the kernels could use TVM's pool
+                kernel_pool = "st_kernels"
     pool_threads = int(session.get_function("runtime.NumThreads")())
     dev = session.cpu()
     vm = relax.VirtualMachine(rlib, dev)
@@ -131,7 +137,7 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
     result = timer(x_remote)
     stats = summarize(list(result.results), shape[0])
     record: dict[str, Any] = {"runtime": "tvm-remote", "threads": threads if threads is not None else pool_threads,
-                              "tvm_pool_threads": pool_threads, "batch": shape[0], **stats,
+                              "tvm_pool_threads": pool_threads, "kernel_pool": kernel_pool, "batch": shape[0], **stats,
                               "target": manifest.get("target"), "device": facts, "emulated": facts.get("emulated"),
                               "board": facts.get("server"), "fidelity_max_abs": None, "fidelity_max_rel": None,
                               "failed": None}

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -185,7 +185,7 @@ def _download_debs(work: Path, mirror: str) -> list[Path]:
             f"-oDir::Cache={work / 'cache'}", "-oAPT::Architecture=arm64", "-oAPT::Architectures=arm64",
             "-oDebug::NoLocking=1", "-oAPT::Install-Recommends=false",
             # apt drops to user _apt for downloads; our folders belong to whoever runs this.
-            f"-oAPT::Sandbox::User={getpass.getuser()}"]
+            f"-oAPT::Sandbox::User={pwd.getpwuid(os.geteuid()).pw_name}"]
     _run(["apt-get", "-q", *opts, "update"], f"apt-get update (arm64 {SUITE} from {mirror})")
     _run(["apt-get", "-q", "-y", *opts, "install", "--download-only", *DEBS],
          f"apt-get download of {' '.join(DEBS)}")

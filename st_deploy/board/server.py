@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=9090)
     p.add_argument("--port-end", type=int, default=None, help="search [port, port-end) for a free port")
     p.add_argument("--tracker", default=None, help="HOST:PORT of a TVM RPC tracker to register with")
-    p.add_argument("--key", default="st-deploy")
+    # Without a tracker the key stays empty: clients that connect directly name none.
+    p.add_argument("--key", default="", help="device key to register under (with --tracker)")
     p.add_argument("--custom-addr", default=None, help="address the tracker hands to clients")
     a = p.parse_args(argv)
     # TVM's rpc.Server re-executes sys.executable for its worker, which fails under qemu-user

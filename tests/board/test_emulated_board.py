@@ -23,7 +23,7 @@ import pytest
 
 from st_deploy import DeployError
 from st_deploy.board.server import emulation_evidence
-from tests.conftest import needs_samples
+from tests.conftest import SAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "st-test-emu"
@@ -79,6 +79,22 @@ def _board_processes(port: int) -> list[int]:
     return out
 
 
+def _stop(proc: subprocess.Popen, port: int) -> None:
+    """SIGTERM to st-deploy board (it stops its board); whatever is left of a failed test is killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    for pid in _board_processes(port):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _start_board(root: Path, tracker_port: int) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "st_deploy", "board", "--emulate", "aarch64", "--rootfs", str(root),
@@ -117,33 +133,38 @@ def fleet(board_root):
             _wait_ready(proc)
         yield f"127.0.0.1:{tracker_port}", boards
     finally:
-        for proc, _ in boards:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
+        for proc, port in boards:
+            _stop(proc, port)
         os.killpg(tracker.pid, signal.SIGKILL)
         tracker.wait(30)
 
 
 @pytest.fixture(scope="module")
-def aarch64_artifact(samples, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("board") / "cls_mini_aarch64"
-    r = _cli("export", str(samples / "cls_mini_searched.state_dict"), "--target", "aarch64", "-o", str(out),
-             "--input-shape", "1,3,64,64")
+def aarch64_artifact(request, tmp_path_factory) -> Path:
+    """A shared SuperTickets sample exported for aarch64 where the checkout has the samples, else the
+    built-in example ticket (a fresh clone's CI has no ../shared), both at 64x64."""
+    ticket = (SAMPLES / "cls_mini_searched.state_dict" if SAMPLES is not None
+              else request.getfixturevalue("example_ticket"))
+    out = tmp_path_factory.mktemp("board") / "aarch64"
+    r = _cli("export", str(ticket), "--target", "aarch64", "-o", str(out), "--input-shape", "1,3,64,64")
     assert r.returncode == 0, r.stderr
     return out
 
 
-@needs_samples
+def _source(artifact: Path) -> dict:
+    return json.loads((artifact / "manifest.json").read_text())["source"]
+
+
 @pytest.mark.slow
 def test_bench_through_tracker_describes_the_board(fleet, aarch64_artifact, tmp_path):
     tracker, _ = fleet
     out = tmp_path / "board.json"
     r = _cli("bench", str(aarch64_artifact), "--tracker", tracker, "--key", KEY, "--repeat", "3",
-             "--threads", "1", "--json", str(out), "--plot", str(tmp_path / "p.png"))
+             "--threads", "1", "--json", str(out), "--plot", str(tmp_path / "p.png"), "--csv", str(tmp_path / "b.csv"))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "fidelity against the ticket cls_mini_searched" in r.stdout
+    assert f"fidelity against the ticket {_source(aarch64_artifact)['name']}" in r.stdout
     assert "not written" in r.stdout and not (tmp_path / "p.png").exists()  # emulated times are not plotted
+    assert "tvm-remote (emulated board)" in (tmp_path / "b.csv").read_text()
     result = json.loads(out.read_text())
     (rec,) = result["records"]
     dev = rec["device"]
@@ -151,7 +172,7 @@ def test_bench_through_tracker_describes_the_board(fleet, aarch64_artifact, tmp_
     assert any("qemu-aarch64" in e for e in dev["emulation"])
     assert dev["tvm"] == metadata.version("apache-tvm") and dev["os"].startswith("Debian GNU/Linux 12")
     assert dev["cores"] >= 1 and dev["python"].startswith("3.11")
-    assert rec["threads"] == 1 and rec["tvm_pool_threads"] == 1 and rec["n"] == 3
+    assert rec["threads"] == 1 and rec["tvm_pool_threads"] == 1 and rec["n"] == 3 and rec["kernel_pool"] == "tvm"
     assert rec["failed"] is False and rec["fidelity_max_rel"] <= rec["tolerance"] == 1e-4
     assert rec["speedup"] is None and rec["baseline"] is None
     # The machine block is the board's; the host that drove it is beside it.
@@ -159,7 +180,6 @@ def test_bench_through_tracker_describes_the_board(fleet, aarch64_artifact, tmp_
     assert result["machine"]["host"]["machine"] == os.uname().machine
 
 
-@needs_samples
 @pytest.mark.slow
 def test_fleet_spreads_repeats_and_reports_per_board(fleet, aarch64_artifact, tmp_path):
     tracker, boards = fleet
@@ -183,13 +203,12 @@ def test_tune_refuses_an_emulated_board(fleet):
     assert r.returncode == 2 and "is emulated" in r.stderr and "tune on a real board" in r.stderr
 
 
-@needs_samples
 @pytest.mark.slow
 def test_board_outputs_beyond_tolerance_fail(fleet, aarch64_artifact):
     from st_deploy.bench.rpc import connect, remote_bench, remote_reference
     tracker, _ = fleet
-    ticket_ref = remote_reference(__import__("st_deploy").load_ticket(
-        Path(json.loads((aarch64_artifact / "manifest.json").read_text())["source"]["path"])), (1, 3, 64, 64))
+    from st_deploy import load_ticket
+    ticket_ref = remote_reference(load_ticket(Path(_source(aarch64_artifact)["path"])), (1, 3, 64, 64))
     session = connect(tracker=tracker, key=KEY)
     wrong = [r + 1.0 for r in ticket_ref]
     rec = remote_bench(aarch64_artifact, session, repeat=1, reference=wrong)
@@ -217,9 +236,7 @@ def test_sigterm_stops_the_board_and_its_children(board_root):
             time.sleep(0.2)
         assert _board_processes(port) == []
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+        _stop(proc, port)
 
 
 def test_board_options_are_checked():

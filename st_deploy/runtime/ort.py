@@ -24,12 +24,12 @@ OPT_LEVELS = ("disable", "basic", "extended", "all")
 # is kept because it cannot put reorders between our ops whatever the plan leaves dense.
 DEFAULT_SPARSE_OPT = "extended"
 PARALLEL_MODES = ("kernels", "ort")
-# One pool for everything: ORT's intra-op pool runs our channel slices through ParallelFor, the
-# kernels stay single-threaded, so ORT's workers may spin without stealing a core from anyone.
-# Measured on the example (benchmarks/onnx_models.py --arrangements, 2 threads): 12.3 ms against
-# 16.1 ms without spinning and 16.9 ms with st_kernels' own pool (which barely beat 1 thread).
+# One pool for everything: our kernels split each layer and run the pieces on ORT's intra-op pool
+# (KernelContext::ParallelFor), so ORT's workers may spin without stealing a core from anyone.
+# Measured on the example (benchmarks/threads.py, 2 threads, own process): 8.9 ms vs 12.9 ms at
+# 1 thread; "kernels" (st_kernels' own polling pool) was within noise of it (9.6-10.5 ms).
 # On an oversubscribed machine (other processes on the same cores) spinning hurts instead: there
-# pass allow_spinning=False, or parallel="kernels", whose pool sleeps.
+# pass allow_spinning=False, or parallel="kernels" with ST_KERNELS_SPIN_US=0.
 DEFAULT_PARALLEL = "ort"
 
 

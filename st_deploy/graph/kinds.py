@@ -53,8 +53,12 @@ def layer_kind(n: Node) -> str:
     return "grouped"
 
 
-def sparse_formats(kind: str) -> tuple[str, ...]:
-    """The sparse formats st_kernels runs for a layer kind (st_kernels.h)."""
+def sparse_formats(kind: str, backend: str = "onnx") -> tuple[str, ...]:
+    """The sparse formats st_kernels runs for a layer kind (st_kernels.h) in `backend` ("onnx" or
+    "tvm"): the ORT op runs a bsr4x1 linear layer as a 1x1 conv of a 1x1 input, a TVM artifact has
+    only linear_csr."""
+    if kind == "linear" and backend != "onnx":
+        return ("csr",)
     if kind in ("conv1x1", "conv", "linear"):
         return ("csr", "bsr4x1")
     if kind in ("dw", "grouped"):  # a grouped conv runs as a groups=1 conv with a block-diagonal CSR weight

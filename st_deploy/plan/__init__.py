@@ -76,11 +76,14 @@ def _priced_as(kind: str, w: Any) -> str:
 
 
 def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: CostTable | str | Path | None = None,
-         input_shape: tuple[int, ...] | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> Plan:
+         input_shape: tuple[int, ...] | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
+         backend: str = "tvm") -> Plan:
     """A format per conv/linear layer of `graph` at `input_shape` (batch 1 assumed by the table).
 
     format: "auto" picks the fastest predicted format; "dense" keeps every layer dense; "sparse"
     takes the fastest sparse format for every layer a sparse kernel supports.
+    target: the machine whose cost table prices the formats; backend ("onnx" or "tvm"): which
+    kernels exist (graph.kinds.sparse_formats).
     """
     if format not in MODES:
         raise DeployError(f"format {format!r}: choose one of {', '.join(MODES)}")
@@ -100,7 +103,7 @@ def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: C
         out_pixels = out_shape[2] * out_shape[3] if is_conv(n) else 1
         dense_macs = float(w.numel() * out_pixels)
         sp = sparsity(w, n.params.get("mask"))
-        options = ("dense",) + sparse_formats(kind)
+        options = ("dense",) + sparse_formats(kind, backend)
         pred: dict[str, float] = {}
         for fmt in options:
             t = table.predict(_priced_as(kind, w), fmt, dense_macs, sp,

@@ -56,6 +56,23 @@ def test_modes_and_records() -> None:
         plan(g, input_shape=SHAPE, format="fastest")
 
 
+def test_linear_formats_follow_the_backend() -> None:
+    """A TVM artifact has only linear_csr; the ORT op also runs bsr4x1 linear layers. A plan that
+    offered bsr4x1 for a linear layer made `export --target llvm --format sparse` fail."""
+    g = every_op_graph()
+    lin = [n.name for n in g.nodes if n.op == "linear"]
+    assert lin
+    flat = _table(1.0, 1e4)
+    prefer_bsr = CostTable([dict(p, us=0.5) if p["format"] == "bsr4x1" else p for p in flat.points], "test", "llvm")
+    for backend, allowed in (("tvm", {"dense", "csr"}), ("onnx", {"dense", "csr", "bsr4x1"})):
+        for mode in ("sparse", "auto"):
+            p = plan(g, input_shape=SHAPE, format=mode, cost_table=prefer_bsr, backend=backend)
+            by = {lp.name: lp for lp in p.layers}
+            for name in lin:
+                assert set(by[name].predicted_us) == allowed, (backend, mode)
+                assert by[name].format in allowed - {"dense"}, (backend, mode)
+
+
 def test_default_table_predicts_sensibly() -> None:
     t = default_table("llvm")
     for kind in KINDS:

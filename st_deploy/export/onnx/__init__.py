@@ -52,7 +52,8 @@ def export_onnx(graph: Graph, reference: Callable[[Any], Any], out: str | Path, 
         raise DeployError(f"tolerance must be > 0, got {tolerance}")
     graph, padding = pad_channels(graph)
     shapes = infer_shapes(graph, input_shape)
-    the_plan: Plan = make_plan(graph, target=target, format=format, cost_table=cost_table, shapes=shapes)
+    the_plan: Plan = make_plan(graph, target=target, format=format, cost_table=cost_table, shapes=shapes,
+                               backend="onnx")
     doc = f"st-deploy export of {(source or {}).get('name') or 'a graph'}"
     dense = dense_model(graph, shapes, doc)
     _check(dense, DENSE_FILE, full=True)

@@ -87,9 +87,9 @@ def _formats(graph: Graph, plan: Any, shapes: dict, spec: TargetSpec) -> tuple[d
 def _check_formats(graph: Graph, formats: dict[str, str]) -> None:
     for n in graph.nodes:
         f = formats.get(n.name)
-        if f not in (None, "dense") and f not in sparse_formats(layer_kind(n)):
+        if f not in (None, "dense") and f not in sparse_formats(layer_kind(n), "tvm"):
             raise DeployError(f"plan: layer {n.name} ({layer_kind(n)}) has no {f} kernel; "
-                              f"choose one of dense, {', '.join(sparse_formats(layer_kind(n)))}")
+                              f"choose one of dense, {', '.join(sparse_formats(layer_kind(n), 'tvm'))}")
 
 
 def _build(lowered_mod: Any, spec: TargetSpec, folder: Path) -> dict[str, Any]:

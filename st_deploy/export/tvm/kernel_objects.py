@@ -122,10 +122,14 @@ def _build(src: Path, dest: Path, files: list[Path], arch: str, cxx: str, cuda_a
         cmake = ["cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DST_KERNELS_FFI=OFF"]
         targets = ["st_kernels_core"]
         if cuda_arch is not None:
+            # The CPU core is the CPU entry's (same sources, compiler and flags; built now if not
+            # cached): minutes of compiling each CUDA arch would otherwise repeat.
+            shutil.copy(kernel_objects(arch, cxx)[1], tmp / "libst_kernels_core.a")
             sm = re.fullmatch(r"sm_(\d+)[a-z]?", cuda_arch).group(1)  # checked by kernel_objects
             cmake += ["-DST_KERNELS_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={sm}",
-                      f"-DCMAKE_CUDA_COMPILER={compilers[1]}"]
-            targets.append("st_kernels_cuda_core")
+                      f"-DCMAKE_CUDA_COMPILER={compilers[1]}",
+                      f"-DST_KERNELS_CORE_PREBUILT={tmp / 'libst_kernels_core.a'}"]
+            targets = ["st_kernels_cuda_core"]
         else:
             cmake.append("-DST_KERNELS_CUDA=OFF")
         if cxx != "g++":
@@ -142,7 +146,7 @@ def _build(src: Path, dest: Path, files: list[Path], arch: str, cxx: str, cuda_a
         for lib in names[1:]:
             if lib == "libcudart_static.a":
                 shutil.copy(_cmake_cache_path(build, "CUDA_cudart_static_LIBRARY"), tmp / lib)
-            else:
+            elif not (tmp / lib).is_file():
                 shutil.copy(build / lib, tmp / lib)
         shutil.rmtree(build)
         try:

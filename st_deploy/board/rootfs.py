@@ -29,6 +29,7 @@ from typing import Iterator
 
 from ..cache import cache_dir
 from ..errors import DeployError
+from ..io.atomic import pid_alive
 
 RECIPE = 1  # bump when what goes into the root changes
 SUITE = "bookworm"
@@ -133,18 +134,8 @@ def _remove_abandoned(base: Path, name: str) -> None:
     """Temporaries of builds that were killed (their process no longer exists)."""
     for p in base.glob(f".{name}.build-*"):
         pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _run(cmd: list[str], what: str) -> str:

@@ -45,7 +45,8 @@ def _umask() -> int:
     return mask
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,7 +66,7 @@ def _remove_abandoned(path: Path) -> None:
         return
     for p in entries:
         m = pattern.fullmatch(p.name)
-        if m and not _alive(int(m.group(1) or m.group(2))):
+        if m and not pid_alive(int(m.group(1) or m.group(2))):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 

@@ -59,6 +59,18 @@ inline std::vector<float> ref_conv(const Case& c, bool dw, const std::vector<flo
 }
 
 // got vs want within 1e-4 of the larger of 1 and want's largest magnitude; `what` names the case.
+// Dense reference of a linear layer: want[s, o] = act(b[o] + sum_i w[o, i] x[s, i]), in double.
+inline void ref_linear(int n, int fin, int fout, const std::vector<float>& x, const std::vector<float>& w,
+                       const std::vector<float>* b, int act, std::vector<float>* want) {
+  for (int s = 0; s < n; ++s)
+    for (int o = 0; o < fout; ++o) {
+      double acc = b ? (*b)[o] : 0.0;
+      for (int i = 0; i < fin; ++i)
+        acc += static_cast<double>(w[static_cast<size_t>(o) * fin + i]) * x[static_cast<size_t>(s) * fin + i];
+      (*want)[static_cast<size_t>(s) * fout + o] = act_f(static_cast<float>(acc), act);
+    }
+}
+
 inline void compare(const std::string& what, const float* got, const std::vector<float>& want) {
   ++g_checks;
   float scale = 1.f;

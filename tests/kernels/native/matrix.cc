@@ -332,13 +332,7 @@ void check_linear(int n, int fin, int fout, double sp, int act, bool bias) {
       }
     a.indptr.push_back(static_cast<int32_t>(a.indices.size()));
   }
-  for (int s = 0; s < n; ++s)
-    for (int o = 0; o < fout; ++o) {
-      double acc = bias ? b[o] : 0.0;
-      for (int i = 0; i < fin; ++i)
-        acc += static_cast<double>(w[static_cast<size_t>(o) * fin + i]) * x[static_cast<size_t>(s) * fin + i];
-      want[static_cast<size_t>(s) * fout + o] = act_f(static_cast<float>(acc), act);
-    }
+  ref_linear(n, fin, fout, x, w, bias ? &b : nullptr, act, &want);
   char desc[128];
   std::snprintf(desc, sizeof desc, "n=%d %d->%d sp=%.3f act=%d bias=%d", n, fin, fout, sp, act, bias);
   std::vector<float> out(want.size());

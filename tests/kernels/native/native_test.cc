@@ -14,6 +14,7 @@ using native::Case;
 using native::chance;
 using native::expect_rc;
 using native::ref_conv;
+using native::ref_linear;
 using native::uni;
 
 void compare(const char* what, const std::string& isa, const Case& c, const std::vector<float>& got,
@@ -179,13 +180,7 @@ void run_linear_dense(const std::string& isa, int n, int fin, int fout, int act,
   for (float& v : x) v = uni();
   for (float& v : w) v = uni();
   for (float& v : b) v = uni();
-  for (int s = 0; s < n; ++s)
-    for (int o = 0; o < fout; ++o) {
-      double acc = bias ? b[o] : 0.0;
-      for (int i = 0; i < fin; ++i)
-        acc += static_cast<double>(w[static_cast<size_t>(o) * fin + i]) * x[static_cast<size_t>(s) * fin + i];
-      want[static_cast<size_t>(s) * fout + o] = act_f(static_cast<float>(acc), act);
-    }
+  ref_linear(n, fin, fout, x, w, bias ? &b : nullptr, act, &want);
   expect_rc("linear_dense", st_linear_dense(n, fin, fout, x.data(), w.data(), static_cast<int64_t>(w.size()),
                                             bias ? b.data() : nullptr, act, out.data()), ST_OK);
   Case c{n, fin, fout, 1, 1, 1, 1, 0, act, 0.0, bias, false};

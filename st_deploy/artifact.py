@@ -75,7 +75,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / MANIFEST_FILE
     if not path.is_file():
-        raise DeployError(f"{folder}: no {MANIFEST_FILE}; not an st-deploy export folder")
+        tickets = sorted(folder.glob("*.state_dict")) + sorted(folder.glob("*.pt")) if folder.is_dir() else []
+        hint = f" (it holds a ticket: pass {tickets[0]})" if tickets else ""
+        raise DeployError(f"{folder}: no {MANIFEST_FILE}; not an st-deploy export folder{hint}")
     try:
         m = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as e:

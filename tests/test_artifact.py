@@ -73,5 +73,9 @@ def test_unknown_backend_and_missing_target_key(tmp_path: Path) -> None:
 
 
 def test_no_manifest(tmp_path: Path) -> None:
-    with pytest.raises(DeployError, match="no manifest.json; not an st-deploy export folder"):
+    with pytest.raises(DeployError, match=r"no manifest.json; not an st-deploy export folder$"):
+        read_manifest(tmp_path)
+    # A ticket folder given where an artifact folder goes: the error names the file to pass.
+    (tmp_path / "net.state_dict").write_bytes(b"")
+    with pytest.raises(DeployError, match=r"it holds a ticket: pass .*net\.state_dict"):
         read_manifest(tmp_path)

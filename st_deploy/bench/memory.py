@@ -85,7 +85,7 @@ def config_spec(src: BenchSource, runtime: str, threads: int, batch: int, shape:
     elif runtime in ("ort-dense", "ort-sparse", "openvino", "openvino-bf16"):
         spec["artifact"] = str(src.exported("onnx"))
     else:
-        spec["artifact"] = str(src.exported(src.target, "auto" if runtime == "tvm-sparse" else "dense"))
+        spec["artifact"] = str(src.exported(src.target, "auto" if runtime == "tvm-sparse" else "dense", batch=batch))
     return spec
 
 

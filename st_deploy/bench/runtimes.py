@@ -66,13 +66,16 @@ class BenchSource:
                               f"serves {served}")
         return self.ticket
 
-    def exported(self, target: str, fmt: str = "auto") -> Path:
+    def exported(self, target: str, fmt: str = "auto", batch: int = 1) -> Path:
         """Folder of the artifact for `target` ('onnx' or a TVM target) and plan format,
-        exported on first use and cached by ticket sha256 + target + format."""
+        exported on first use and cached by ticket sha256 + target + format + input size.
+        batch: a TVM artifact's batch is fixed at export, so each batch timed gets its own;
+        an ONNX artifact runs any batch."""
         if self.artifact is not None:
             return self.artifact
         shape = tuple(self.input_shape or self.require_ticket(target).default_input_shape)
-        key = f"{target}-{fmt}-{'x'.join(map(str, shape[1:]))}"
+        batch = 1 if target == "onnx" else batch
+        key = f"{target}-{fmt}-{'x'.join(map(str, shape[1:]))}" + (f"-b{batch}" if batch != 1 else "")
         if key not in self._cache:
             from ..export import export
             slug = "".join(c if c.isalnum() else "_" for c in key)
@@ -80,7 +83,7 @@ class BenchSource:
             if not (out / MANIFEST_FILE).is_file():
                 out.parent.mkdir(parents=True, exist_ok=True)
                 export(self.require_ticket(target), target=target, out=out, format=fmt, force=True,
-                       input_shape=(1, *shape[1:]))
+                       input_shape=(batch, *shape[1:]))
             self._cache[key] = out
         return self._cache[key]
 
@@ -252,7 +255,8 @@ def prepare(runtime: str, source: BenchSource, threads: int, device: str = "cpu"
     if runtime in ("tvm-dense", "tvm-sparse"):
         from ..runtime.runner import load
         target = "cuda" if device == "cuda" else source.target
-        folder = source.exported(target, "auto" if runtime == "tvm-sparse" else "dense")
+        folder = source.exported(target, "auto" if runtime == "tvm-sparse" else "dense",
+                                 batch=int(shape[0]) if shape is not None else 1)
         runner = load(folder, threads=threads)
         on_gpu = runner.manifest["target"]["device"] == "cuda"
         if on_gpu != (device == "cuda"):  # the records say which device ran: it must be the one asked for

@@ -84,3 +84,18 @@ def test_gpu_paths_say_when_unavailable(samples):
         pytest.skip("this onnxruntime has a CUDA provider")
     with pytest.raises(DeployError, match="CUDAExecutionProvider"):
         bench(ticket, ["ort-dense"], device="cuda", repeat=1, input_shape=(1, 3, 64, 64))
+
+
+def test_tvm_times_every_batch_on_an_artifact_of_that_batch(samples):
+    """A TVM artifact's batch is fixed at export: bench exports one per batch timed (batch 2 used to
+    fail with 'this artifact was built for (1, ...)')."""
+    pytest.importorskip("tvm")
+    ticket = load_ticket(samples / "cls_mini_supernet.state_dict")
+    src = BenchSource(ticket=ticket)
+    result = bench(src, ["tvm-sparse"], threads=[1], batches=[1, 2], warmup=0, repeat=2,
+                   baseline="tvm-sparse", input_shape=(1, 3, 64, 64), memory=False)
+    recs = {r["batch"]: r for r in result["records"]}
+    assert set(recs) == {1, 2}
+    assert all(r["fidelity_max_rel"] <= 1e-5 for r in recs.values()), recs
+    assert src.exported("llvm", batch=2) != src.exported("llvm", batch=1)
+    assert src.exported("onnx", batch=2) == src.exported("onnx")  # ONNX artifacts run any batch

@@ -40,6 +40,13 @@ int spin_us_from_env() {
   return kDefaultSpinUs;
 }
 
+struct Job {
+  const std::function<void(int)>* fn;
+  int n;
+  std::atomic<int> next{0};
+  std::atomic<int> done{0};
+};
+
 class Pool {
  public:
   Pool(int nthreads, int spin_us) : nthreads_(nthreads), spin_us_(spin_us) {
@@ -49,7 +56,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> l(m_);
       stop_.store(true);
-      line_.ticket.fetch_add(kGenOne);
+      gen_.fetch_add(1);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
@@ -63,42 +70,29 @@ class Pool {
       for (int t = 0; t < ntasks; ++t) fn(t);
       return;
     }
-    line_.fn.store(&fn, std::memory_order_relaxed);
-    line_.n.store(ntasks, std::memory_order_relaxed);
-    done_.store(0, std::memory_order_relaxed);
-    // A new generation with task counter 0, published with the job in the same cache line.
-    const uint64_t gen = (line_.ticket.load(std::memory_order_relaxed) >> 32) + 1;
-    line_.ticket.store(gen << 32);
+    // Each job has its own task counter, kept alive by whoever holds it: a worker that comes late
+    // to a job finds its counter spent and never takes a task of another job.
+    auto job = std::make_shared<Job>();
+    job->fn = &fn;
+    job->n = ntasks;
+    std::atomic_store(&job_, job);
+    gen_.fetch_add(1);
     if (sleepers_.load() > 0) {
-      // The lock orders this notify after a sleeper's last look at the ticket (see wait_for_job).
+      // The lock orders this notify after a sleeper's last look at gen_ (see wait_for_job).
       std::lock_guard<std::mutex> l(m_);
       wake_.notify_all();
     }
-    work(gen);
-    // Every task of this generation has run once done_ reaches ntasks; a worker that comes late
-    // finds the generation or the counter moved on and never touches `fn`.
-    while (done_.load(std::memory_order_acquire) < ntasks) cpu_relax();
+    work(*job);
+    while (job->done.load(std::memory_order_acquire) < ntasks) cpu_relax();
+    std::atomic_store(&job_, std::shared_ptr<Job>());
   }
 
  private:
-  static constexpr uint64_t kGenOne = uint64_t{1} << 32;
-
-  // Claims and runs tasks of generation `gen` until none are left. A task is claimed by a
-  // compare-exchange on (generation, next task), so a stale worker cannot take a task of a
-  // later job, and the job's fields are read only after a claim that proves the job alive.
-  void work(uint64_t gen) {
-    uint64_t w = line_.ticket.load(std::memory_order_acquire);
-    for (;;) {
-      if ((w >> 32) != gen) return;
-      const uint32_t t = static_cast<uint32_t>(w);
-      const std::function<void(int)>* fn = line_.fn.load(std::memory_order_relaxed);
-      const int n = line_.n.load(std::memory_order_relaxed);
-      if (static_cast<int>(t) >= n) return;
-      if (!line_.ticket.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire))
-        continue;
-      (*fn)(static_cast<int>(t));
-      done_.fetch_add(1, std::memory_order_release);
-      w = line_.ticket.load(std::memory_order_acquire);
+  static void work(Job& j) {
+    for (int t = j.next.fetch_add(1, std::memory_order_relaxed); t < j.n;
+         t = j.next.fetch_add(1, std::memory_order_relaxed)) {
+      (*j.fn)(t);
+      j.done.fetch_add(1, std::memory_order_release);
     }
   }
 
@@ -107,7 +101,7 @@ class Pool {
     using clock = std::chrono::steady_clock;
     const auto until = clock::now() + std::chrono::microseconds(spin_us_);
     for (int i = 0; spin_us_ > 0; ++i) {
-      const uint64_t g = line_.ticket.load(std::memory_order_acquire) >> 32;
+      const uint64_t g = gen_.load(std::memory_order_acquire);
       if (g != seen) return g;
       cpu_relax();
       if ((i & 255) == 255 && clock::now() >= until) break;
@@ -115,10 +109,10 @@ class Pool {
     std::unique_lock<std::mutex> l(m_);
     sleepers_.fetch_add(1);
     // After counting ourselves asleep, look again: a run() that read sleepers_ == 0 has
-    // already published its generation, and we see it here instead of missing its notify.
-    wake_.wait(l, [&] { return (line_.ticket.load() >> 32) != seen; });
+    // already advanced gen_, and we see it here instead of missing its notify.
+    wake_.wait(l, [&] { return gen_.load() != seen; });
     sleepers_.fetch_sub(1);
-    return line_.ticket.load() >> 32;
+    return gen_.load();
   }
 
   void loop() {
@@ -126,7 +120,7 @@ class Pool {
     for (;;) {
       seen = wait_for_job(seen);
       if (stop_.load()) return;
-      work(seen);
+      if (std::shared_ptr<Job> j = std::atomic_load(&job_)) work(*j);
     }
   }
 
@@ -136,14 +130,8 @@ class Pool {
   std::mutex run_m_;
   std::mutex m_;
   std::condition_variable wake_;
-  // What a worker needs to join a job, in one cache line: one transfer between cores.
-  struct alignas(64) Line {
-    std::atomic<uint64_t> ticket{0};  // generation << 32 | next task
-    // Written before the ticket's generation is published; read only to try a claim.
-    std::atomic<const std::function<void(int)>*> fn{nullptr};
-    std::atomic<int> n{0};
-  } line_;
-  alignas(64) std::atomic<int> done_{0};
+  std::shared_ptr<Job> job_;  // read and written with std::atomic_load / atomic_store
+  alignas(64) std::atomic<uint64_t> gen_{0};
   alignas(64) std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
 };

@@ -43,7 +43,9 @@ def board_command(root: Path, host: str, port: int, tracker: str | None = None, 
 
 def board_env(emulator: str) -> dict[str, str]:
     # The host's Python settings must not leak into the board's interpreter.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "LD_LIBRARY_PATH"}
+    # Not the host's TVM_NUM_THREADS either (a local runner sets it): it would cap the board's pool.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PYTHON") and k not in ("LD_LIBRARY_PATH", "TVM_NUM_THREADS")}
     env.update({"PYTHONNOUSERSITE": "1", "TVM_USE_RUNTIME_LIB": "1", EMULATOR_ENV: emulator})
     return env
 

@@ -89,7 +89,6 @@ def test_gpu_paths_say_when_unavailable(samples):
 def test_tvm_times_every_batch_on_an_artifact_of_that_batch(samples):
     """A TVM artifact's batch is fixed at export: bench exports one per batch timed (batch 2 used to
     fail with 'this artifact was built for (1, ...)')."""
-    pytest.importorskip("tvm")
     ticket = load_ticket(samples / "cls_mini_supernet.state_dict")
     src = BenchSource(ticket=ticket)
     result = bench(src, ["tvm-sparse"], threads=[1], batches=[1, 2], warmup=0, repeat=2,

@@ -6,9 +6,8 @@ import importlib
 import threading
 import time
 
-import pytest
-
-pytest.importorskip("tvm_ffi")
+# importlib: st_deploy.export is also the export function. tvm-ffi is a dependency: an import
+# error fails here, never skips.
 ko = importlib.import_module("st_deploy.export.tvm.kernel_objects")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -14,7 +15,9 @@ from st_deploy.export.tvm.build import dynamic_symbols, elf_info
 from st_deploy.export.tvm.targets import AARCH64_CXX, find_nvcc
 
 SHAPE = (1, 3, 32, 32)
-needs_cross = pytest.mark.skipif(shutil.which(AARCH64_CXX) is None,
+# Skips without the cross compiler, except in CI ($CI set, as .ci/run does, which installs it): there
+# the export runs and fails, naming the missing tool.
+needs_cross = pytest.mark.skipif(shutil.which(AARCH64_CXX) is None and not os.environ.get("CI"),
                                  reason=f"{AARCH64_CXX} absent (apt-get install g++-aarch64-linux-gnu)")
 
 

@@ -266,9 +266,52 @@ int run(const Plan& p, int32_t n_img, const float* x, const float* bias, const f
   job.failed = &failed;
   ConvKernel kern = p.block == 1 ? p.isa.conv2d_csr : p.isa.conv2d_bsr4x1;
 
-  // Tasks: wide-position chunks x row chunks (rows balanced by nonzeros).
+  const int64_t in_img = static_cast<int64_t>(s->cin) * hw;
+  const int64_t out_img = static_cast<int64_t>(s->cout) * p.OH * p.OW;
+  // Channels [c0, c1) of image xn into the layout at dst (nothing to do where the kernel reads x).
+  const auto fill = [&](const float* xn, float* dst, int32_t c0, int32_t c1) {
+    for (int32_t c = c0; c < c1; ++c) {
+      const float* src = xn + static_cast<int64_t>(c) * hw;
+      if (packed) {
+        std::memcpy(dst + c * chan_pitch, src, sizeof(float) * hw);
+        std::memset(dst + c * chan_pitch + hw, 0, sizeof(float) * (chan_pitch - hw));
+      } else {
+        fill_channel(L, src, dst + c * chan_pitch);
+      }
+    }
+  };
+
   const int nt = num_threads();
-  const double flops = 2.0 * static_cast<double>(p.nnz) * p.block * job.Q;
+  const double flops = 2.0 * static_cast<double>(p.nnz) * p.block * job.Q;  // one image
+  int32_t n = 0;
+  // A batch of at least as many images as threads: whole images per task, so a layer costs one
+  // fork-join instead of two per image, and each image's layout is filled and read on one core.
+  // The images left over (fewer than the threads) split within the image as at batch 1.
+  if (nt > 1 && n_img >= nt && flops * n_img >= kMinParallelFlops) {
+    const int32_t whole = n_img / nt * nt;
+    parallel_for(whole, [&](int i) {
+      ConvJob j = job;
+      const float* xn = x + i * in_img;
+      if (ident) {
+        j.X = xn;
+      } else {
+        float* own = static_cast<float*>(scratch(kSlotLayout, sizeof(float) * p.total));
+        if (!own) {
+          *job.failed = 1;
+          return;
+        }
+        std::memset(own + chan_pitch * s->cin, 0, sizeof(float) * layout_slack(L));
+        fill(xn, own, 0, s->cin);
+        j.X = own;
+      }
+      j.res = residual ? residual + i * out_img : nullptr;
+      j.out = out + i * out_img;
+      kern(j, 0, p.brows, 0, j.Q);
+    });
+    n = whole;
+  }
+
+  // Tasks: wide-position chunks x row chunks (rows balanced by nonzeros).
   std::vector<int32_t> qs{0, job.Q}, rs{0, p.brows};
   if (nt > 1 && flops >= kMinParallelFlops) {
     const int want = 4 * nt;
@@ -278,26 +321,14 @@ int run(const Plan& p, int32_t n_img, const float* x, const float* bias, const f
   }
   const int nq = static_cast<int>(qs.size()) - 1, nr = static_cast<int>(rs.size()) - 1;
   const int fill_tasks = std::min<int>(s->cin, nt > 1 && flops >= kMinParallelFlops ? 2 * nt : 1);
-
-  const int64_t in_img = static_cast<int64_t>(s->cin) * hw;
-  const int64_t out_img = static_cast<int64_t>(s->cout) * p.OH * p.OW;
-  for (int32_t n = 0; n < n_img; ++n) {
+  for (; n < n_img && !failed; ++n) {
     const float* xn = x + n * in_img;
     if (ident) {
       job.X = xn;
     } else {
       parallel_for(fill_tasks, [&](int t) {
-        const int32_t c0 = static_cast<int32_t>(static_cast<int64_t>(s->cin) * t / fill_tasks);
-        const int32_t c1 = static_cast<int32_t>(static_cast<int64_t>(s->cin) * (t + 1) / fill_tasks);
-        for (int32_t c = c0; c < c1; ++c) {
-          const float* src = xn + static_cast<int64_t>(c) * hw;
-          if (packed) {
-            std::memcpy(buf + c * chan_pitch, src, sizeof(float) * hw);
-            std::memset(buf + c * chan_pitch + hw, 0, sizeof(float) * (chan_pitch - hw));
-          } else {
-            fill_channel(L, src, buf + c * chan_pitch);
-          }
-        }
+        fill(xn, buf, static_cast<int32_t>(static_cast<int64_t>(s->cin) * t / fill_tasks),
+             static_cast<int32_t>(static_cast<int64_t>(s->cin) * (t + 1) / fill_tasks));
       });
       job.X = buf;
     }
@@ -307,9 +338,9 @@ int run(const Plan& p, int32_t n_img, const float* x, const float* bias, const f
       const int qi = t % nq, ri = t / nq;
       kern(job, rs[ri], rs[ri + 1], qs[qi], qs[qi + 1]);
     });
-    if (failed == 2) return Fail(ST_EINTERNAL) << what << ": kx-split job on an ISA without lane shifts";
-    if (failed) return Fail(ST_ENOMEM) << what << ": out of memory for a thread's tile buffer";
   }
+  if (failed == 2) return Fail(ST_EINTERNAL) << what << ": kx-split job on an ISA without lane shifts";
+  if (failed) return Fail(ST_ENOMEM) << what << ": out of memory for a thread's layout or tile buffer";
   return ST_OK;
 }
 

@@ -54,7 +54,8 @@ int dwconv2d(const char* what, const st_conv2d_shape* s, const float* x, const i
   job.failed = &failed;
 
   const int nt = num_threads();
-  const double flops = 2.0 * static_cast<double>(nnz) * OH * OW;
+  const double flops = 2.0 * static_cast<double>(nnz) * OH * OW;  // one image
+  // Channel ranges of one image; a layer too small to split pays off across a batch's images.
   std::vector<int32_t> cs{0, C};
   if (nt > 1 && flops >= kMinParallelFlops) {
     if (wdense) {
@@ -65,14 +66,21 @@ int dwconv2d(const char* what, const st_conv2d_shape* s, const float* x, const i
       cs = split_rows_by_nnz(indptr, C, 4 * nt);
     }
   }
-  const int ntasks = static_cast<int>(cs.size()) - 1;
+  const int parts = static_cast<int>(cs.size()) - 1;
   const int64_t img = static_cast<int64_t>(C) * s->h * s->w, oimg = static_cast<int64_t>(C) * OH * OW;
-  for (int32_t n = 0; n < s->n; ++n) {
-    job.x = x + n * img;
-    job.res = residual ? residual + n * oimg : nullptr;
-    job.out = out + n * oimg;
-    const DwKernel kern = wdense ? tbl->dwconv2d_dense : tbl->dwconv2d_csr;
-    parallel_for(ntasks, [&](int t) { kern(job, cs[t], cs[t + 1]); });
+  const DwKernel kern = wdense ? tbl->dwconv2d_dense : tbl->dwconv2d_csr;
+  // One fork-join for the whole batch: task t is channel range t % parts of image t / parts.
+  const auto image = [&](int32_t n) {
+    DwJob j = job;
+    j.x = x + n * img;
+    j.res = residual ? residual + n * oimg : nullptr;
+    j.out = out + n * oimg;
+    return j;
+  };
+  if (parts > 1 || (nt > 1 && flops * s->n >= kMinParallelFlops)) {
+    parallel_for(s->n * parts, [&](int t) { kern(image(t / parts), cs[t % parts], cs[t % parts + 1]); });
+  } else {
+    for (int32_t n = 0; n < s->n; ++n) kern(image(n), 0, C);
   }
   if (failed) return Fail(ST_ENOMEM) << what << ": out of memory for the per-thread plane buffer";
   return ST_OK;

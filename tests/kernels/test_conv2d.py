@@ -68,6 +68,34 @@ def test_threads(threads, fmt):
 
 
 @pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("n", [2, 4, 5])
+def test_threads_batch_images(threads, fmt, n):
+    # A batch of >= threads images runs whole images per task (each filling its own layout on its
+    # thread); the images left over split within the image. Every input layout: phase-split 3x3,
+    # stride 2, 1x1 gathered (7x7), 1x1 direct in place and packed (unaligned), and a layer too
+    # small to split at batch 1 that is parallel over the batch.
+    run_case(fmt, n, 24, 20, 30, 29, 3, 1, 0.6, "relu", True, seed=50 + n)
+    run_case(fmt, n, 16, 24, 21, 19, 5, 2, 0.7, "relu6", False, seed=51 + n)
+    run_case(fmt, n, 64, 40, 7, 7, 1, 1, 0.8, "none", True, seed=52 + n)
+    for path in ("gather", "direct"):
+        with K.use_conv1x1_path(path):
+            run_case(fmt, n, 32, 28, 16, 16, 1, 1, 0.7, "relu", True, seed=53 + n)
+            run_case(fmt, n, 20, 12, 9, 11, 1, 1, 0.5, "none", False, seed=54 + n)
+    run_case(fmt, n, 4, 4, 6, 6, 3, 1, 0.5, "relu", True, seed=55 + n)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_threads_batch_unaligned_direct(threads, n):
+    rng = np.random.default_rng(60 + n)
+    x = rng.standard_normal((n, 32, 16, 16)).astype(np.float32)
+    wt = sparse_weight((24, 32, 1, 1), 0.7, rng, block4=False)
+    res = rng.standard_normal((n, 24, 16, 16)).astype(np.float32)
+    with K.use_conv1x1_path("direct"):
+        layer = K.SparseConv2d.from_dense(wt, None, act="relu", fmt="csr")
+        assert_close(layer(unaligned_copy(x), res), conv_ref(x, wt, None, 1, 0, 1, "relu", res))
+
+
+@pytest.mark.parametrize("fmt", FMTS)
 def test_all_zero_layer_and_empty_rows(isa, fmt):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 5, 8, 8)).astype(np.float32)

@@ -52,6 +52,16 @@ def test_threads_large(threads):
     run_dw("csr", 3, 24, 17, 15, 3, 1, 0.6, "none", False, seed=4)
 
 
+@pytest.mark.parametrize("n", [2, 4, 5])
+def test_threads_batch_images(threads, n):
+    # One fork-join per batch: tasks are (image, channel range); a layer too small to split at
+    # batch 1 runs its images in parallel.
+    run_dw("dense", n, 32, 20, 18, 3, 1, 0.0, "relu", True, seed=20 + n)
+    run_dw("csr", n, 24, 17, 15, 5, 2, 0.6, "none", False, seed=21 + n)
+    run_dw("dense", n, 4, 5, 5, 3, 1, 0.0, "relu6", True, seed=22 + n)
+    run_dw("csr", n, 3, 6, 7, 3, 2, 0.5, "none", True, seed=23 + n)
+
+
 def test_tiny(isa):
     run_dw("dense", 1, 1, 1, 1, 3, 1, 0.0, "none", True, seed=1)
     run_dw("csr", 1, 2, 2, 3, 7, 2, 0.3, "relu", False, seed=2)

@@ -1,6 +1,6 @@
 """Thread scaling: SuperTickets tickets at 1 and 2 (or more) threads, dense and sparse runtimes side by side.
 
-    python benchmarks/threads.py [--threads 1,2] [--rounds 3] [--calls 40] [--tickets DIR] [--out DIR]
+    python benchmarks/threads.py [--threads 1,2] [--batch 1] [--rounds 3] [--calls 40] [--tickets DIR] [--out DIR]
 
 Tickets: the built-in classification example at 224x224 and a segmentation ticket of the same
 supernet (19 classes, HRNet segmentation head) at 256x512, both with 90 % global magnitude masks.
@@ -13,7 +13,9 @@ visible as such (this VM has phases in which two threads run at one thread's spe
 
 Prints per configuration the median over rounds of the per-process medians, the speedup over one
 thread and over the best dense runtime at the same thread count, and a per-layer breakdown of the
-sparse runtimes by layer size at each thread count. Writes benchmarks/results/threads-<machine>.json.
+sparse runtimes by layer size at each thread count. Writes benchmarks/results/threads-<machine>.json
+(threads-<machine>-b<N>.json for --batch N > 1: a TVM artifact is exported for its batch, the ONNX
+models take any batch).
 Run it on a quiet machine.
 """
 
@@ -36,22 +38,22 @@ DENSE = ("ort-dense", "openvino")
 SPARSE = ("ort-sparse", "tvm-sparse")
 
 
-def make_tickets(folder: Path) -> list[dict]:
-    """The two tickets and their artifacts, made in `folder` unless already there."""
+def make_tickets(folder: Path, batch: int = 1) -> list[dict]:
+    """The two tickets and their artifacts for `batch` images a call, made in `folder` unless already there."""
     from st_deploy.api import export
     from st_deploy.example import IMAGENET_KWPARAMS, make_example
     segmentation = {**IMAGENET_KWPARAMS, "task": "segmentation", "num_classes": 19, "head_channels": None,
                     "fcn_head_for_seg": False, "last_channel": 256}
     made = []
     for task, sub, kw, name, shape in (
-            ("classification", "cls", None, "supertickets_imagenet_g0.9", [1, 3, 224, 224]),
-            ("segmentation", "seg", segmentation, "supertickets_seg_g0.9", [1, 3, 256, 512])):
+            ("classification", "cls", None, "supertickets_imagenet_g0.9", [batch, 3, 224, 224]),
+            ("segmentation", "seg", segmentation, "supertickets_seg_g0.9", [batch, 3, 256, 512])):
         path = folder / sub / f"{name}.state_dict"
         if not path.is_file():
             path = make_example(folder / sub, seed=0, kwparams=kw, name=name)
         arts = {}
         for target in ("onnx", "llvm"):
-            out = folder / sub / f"artifact-{target}"
+            out = folder / sub / (f"artifact-{target}" if target == "onnx" or batch == 1 else f"artifact-{target}-b{batch}")
             if not (out / "manifest.json").is_file():
                 export(path, target=target, out=out, input_shape=shape)
             arts[target] = str(out)
@@ -106,6 +108,7 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=40)
+    ap.add_argument("--batch", type=int, default=1, help="images per call")
     ap.add_argument("--runtimes", default="ort-dense,openvino,ort-sparse,tvm-sparse")
     ap.add_argument("--tickets", type=Path, default=Path.home() / ".cache" / "st-deploy" / "threads-benchmark",
                     help="folder for the two tickets and their artifacts, kept between runs")
@@ -127,7 +130,7 @@ def main() -> None:
     from st_deploy.bench.per_layer import scaling_by_layer_size
     started = time.perf_counter()
     runs = {}
-    for t in make_tickets(args.tickets):
+    for t in make_tickets(args.tickets, args.batch):
         print(f"== {t['task']}: {Path(t['ticket']).name} {t['shape']}", flush=True)
         p50 = {(rt, n): [] for rt in runtimes for n in threads}
         layers = {}
@@ -147,6 +150,7 @@ def main() -> None:
             dense = {d: med[(d, n)] for d in DENSE if (d, n) in med}
             best = min(dense, key=dense.get) if dense else None
             rows.append({"runtime": rt, "threads": n, "p50_ms": round(ms, 3),
+                         "images_per_s": round(args.batch * 1e3 / ms, 1),
                          "per_round_ms": [round(v, 3) for v in p50[(rt, n)]],
                          "vs_1_thread": round(med[(rt, threads[0])] / ms, 2),
                          "best_dense": best, "vs_best_dense": round(dense[best] / ms, 2) if best else None})
@@ -169,8 +173,9 @@ def main() -> None:
         runs[t["task"]] = {"ticket": Path(t["ticket"]).name, "input_shape": t["shape"], "summary": rows,
                            "per_layer_scaling": scaling}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"threads-{machine_slug()}.json"
-    path.write_text(json.dumps({"machine": machine_info(), "threads": threads, "runtimes": runtimes,
+    path = args.out / f"threads-{machine_slug()}{'' if args.batch == 1 else f'-b{args.batch}'}.json"
+    path.write_text(json.dumps({"machine": machine_info(), "threads": threads, "batch": args.batch,
+                                "runtimes": runtimes,
                                 "method": "each configuration in its own process, median of per-process "
                                           f"medians of {args.calls} calls over {args.rounds} rounds",
                                 "runs": runs, "seconds": round(time.perf_counter() - started, 1)},

@@ -153,83 +153,33 @@ SparseConvKernel::SparseConvKernel(const OrtKernelInfo* raw, int num_threads, Pa
   // GetInputCount(); taking it for a residual read a null tensor (segfault at run time).
   has_residual_ = info.GetInputCount() > 5 && !info.GetInputName(5).empty();
   block_ = block_rows;
-  whole_ = MakeParts(1)[0];
   if (parallel_ == Parallel::kOrt) st_set_parallel_launcher(ort_launch);
 }
 
-// Splits the rows into `nparts` slices of about equal nonzeros. Each slice is a complete,
-// smaller sparse layer (rebased indptr, offset indices/values), so running the slices on
-// different threads needs nothing from st_kernels but its single-threaded entry points.
-std::vector<Part> SparseConvKernel::MakeParts(int nparts) const {
-  std::vector<Part> parts;
-  const int32_t rows = static_cast<int32_t>(indptr_.size()) - 1;
-  const int64_t nnz = indptr_.back();
-  nparts = std::max(1, std::min<int>(nparts, rows));
-  int32_t r0 = 0;
-  for (int p = 0; p < nparts; ++p) {
-    int32_t r1 = rows;
-    if (p + 1 < nparts) {
-      const int64_t target = nnz * (p + 1) / nparts;
-      r1 = r0 + 1;
-      while (r1 < rows - (nparts - p - 1) && indptr_[r1] < target) ++r1;
-    }
-    Part part;
-    part.c0 = r0 * block_;
-    part.c1 = std::min(r1 * block_, cout_);
-    part.nz0 = indptr_[r0];
-    part.indptr.resize(r1 - r0 + 1);
-    for (int32_t r = r0; r <= r1; ++r) part.indptr[r - r0] = indptr_[r] - indptr_[r0];
-    parts.push_back(std::move(part));
-    r0 = r1;
-  }
-  return parts;
-}
-
-int SparseConvKernel::RunPart(const Part& p, int32_t n, const st_conv2d_shape& shape, int64_t ohw, bool linear,
-                              const float* x, const float* res, float* out) const {
-  st_conv2d_shape s = shape;
-  const int64_t hw = static_cast<int64_t>(s.h) * s.w;
-  const int64_t nz = p.indptr.back(), ilen = static_cast<int64_t>(p.indptr.size());
-  const int32_t* idx = indices_.data() + p.nz0;
-  const float* val = values_.data() + p.nz0 * block_;
-  const float* bias = bias_.data() + p.c0;
-  const int32_t pc = p.c1 - p.c0;
-  if (n >= 0) {  // one image: batch offsets folded into the pointers
-    s.n = 1;
-    x += static_cast<int64_t>(n) * cin_ * hw;
-    out += static_cast<int64_t>(n) * cout_ * ohw;
-    if (res) res += static_cast<int64_t>(n) * cout_ * ohw;
-  }
-  // Channel slice [c0, c1) of one image's output is contiguous (NCHW); for a whole batch the
-  // only part is the whole layer (c0 = 0), so the same offsets hold.
-  out += static_cast<int64_t>(p.c0) * ohw;
-  if (res) res += static_cast<int64_t>(p.c0) * ohw;
-  s.cout = pc;
-  if (format_ == "dwcsr") {
-    s.cin = pc;
-    return st_dwconv2d_csr(&s, x + static_cast<int64_t>(p.c0) * hw, p.indptr.data(), ilen, idx, nz, val, nz,
-                           bias, res, out);
-  }
+int SparseConvKernel::Run(const st_conv2d_shape& s, bool linear, const float* x, const float* res,
+                          float* out) const {
+  const int64_t nz = indptr_.back(), ilen = static_cast<int64_t>(indptr_.size());
+  if (format_ == "dwcsr")
+    return st_dwconv2d_csr(&s, x, indptr_.data(), ilen, indices_.data(), nz, values_.data(), nz, bias_.data(),
+                           res, out);
   if (linear && format_ == "csr") {
-    // st_linear_csr writes [n, out_features] rows: with several parts only one image at a time.
-    const int32_t rows = n >= 0 ? 1 : s.n;
-    int rc = st_linear_csr(rows, cin_, pc, x, p.indptr.data(), ilen, idx, nz, val, nz, bias, act_, out);
+    int rc = st_linear_csr(s.n, cin_, cout_, x, indptr_.data(), ilen, indices_.data(), nz, values_.data(), nz,
+                           bias_.data(), act_, out);
     if (rc == ST_OK && res) {
-      for (int64_t i = 0; i < static_cast<int64_t>(rows) * pc; ++i) out[i] += res[i];
+      for (int64_t i = 0; i < static_cast<int64_t>(s.n) * cout_; ++i) out[i] += res[i];
     }
     return rc;
   }
-  // csr / bsr4x1 conv (a bsr4x1 linear layer is a 1x1 conv of a 1x1 input): the part's plan,
+  // csr / bsr4x1 conv (a bsr4x1 linear layer is a 1x1 conv of a 1x1 input): the layer's plan,
   // checked and arranged once per input size.
   std::shared_ptr<st_conv2d_plan> plan;
-  if (int rc = PlanFor(p, s, &plan)) return rc;
-  return st_conv2d_plan_run(plan.get(), s.n, x, bias, res, out);
+  if (int rc = PlanFor(s, &plan)) return rc;
+  return st_conv2d_plan_run(plan.get(), s.n, x, bias_.data(), res, out);
 }
 
-int SparseConvKernel::PlanFor(const Part& p, const st_conv2d_shape& s,
-                              std::shared_ptr<st_conv2d_plan>* out) const {
+int SparseConvKernel::PlanFor(const st_conv2d_shape& s, std::shared_ptr<st_conv2d_plan>* out) const {
   std::lock_guard<std::mutex> lock(plan_mu_);
-  auto key = std::make_tuple(&p, s.h, s.w);
+  const auto key = std::make_pair(s.h, s.w);
   auto it = plans_.find(key);
   if (it != plans_.end()) {
     *out = it->second;
@@ -237,12 +187,10 @@ int SparseConvKernel::PlanFor(const Part& p, const st_conv2d_shape& s,
   }
   st_conv2d_shape ps = s;
   ps.n = 1;
-  ps.cout = p.c1 - p.c0;
-  const int64_t nz = p.indptr.back();
+  const int64_t nz = indptr_.back();
   st_conv2d_plan* plan = nullptr;
-  if (int rc = st_conv2d_plan_create(block_, &ps, p.indptr.data(), static_cast<int64_t>(p.indptr.size()),
-                                     indices_.data() + p.nz0, nz, values_.data() + p.nz0 * block_,
-                                     nz * block_, &plan))
+  if (int rc = st_conv2d_plan_create(block_, &ps, indptr_.data(), static_cast<int64_t>(indptr_.size()),
+                                     indices_.data(), nz, values_.data(), nz * block_, &plan))
     return rc;
   // A stream of new input sizes must not grow the cache without bound; a Compute still running a
   // dropped plan holds its own reference.
@@ -310,20 +258,19 @@ void SparseConvKernel::Compute(OrtKernelContext* raw) {
   const bool post = activation_ == "swish" || activation_ == "hswish";
   const float* kres = post ? nullptr : res;
   const float* xp = x.GetTensorData<float>();
-  const int64_t ohw = linear ? 1 : oh * ow;
-  // Either way the kernels split the layer (wide positions x rows, the input staging too) for
-  // num_threads_ threads; kOrt runs the pieces on ORT's intra-op pool (ort_launch), kKernels on
-  // st_kernels' own. An earlier kOrt cut each layer into output-channel slices run as separate
-  // single-threaded layers, which staged the whole input once per slice (example ticket, 2
-  // threads, other processes paused: 9.3-10.0 ms vs 9.1 ms now; 14.1 ms at 1 thread).
+  // Either way the kernels split the layer (wide positions x rows, the input staging too; whole
+  // images at batch >= threads) for num_threads_ threads; kOrt runs the pieces on ORT's intra-op
+  // pool (ort_launch), kKernels on st_kernels' own. An earlier kOrt cut each layer into
+  // output-channel slices run as separate single-threaded layers, which staged the whole input
+  // once per slice (example ticket, 2 threads, other processes paused: 9.3-10.0 ms vs 9.1 ms).
   if (num_threads_ > 0 && st_get_num_threads() != num_threads_) st_set_num_threads(num_threads_);
   int rc;
   if (parallel_ == Parallel::kOrt) {
     tl_context = raw;
-    rc = RunPart(whole_, -1, s, ohw, linear, xp, kres, out);
+    rc = Run(s, linear, xp, kres, out);
     tl_context = nullptr;
   } else {
-    rc = RunPart(whole_, -1, s, ohw, linear, xp, kres, out);
+    rc = Run(s, linear, xp, kres, out);
   }
   if (rc != ST_OK) Fail(std::string("kernel failed: ") + st_last_error());
   if (post) {  // vectorised, in place (st_activate)

@@ -10,7 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace st_ort {
@@ -18,14 +18,7 @@ namespace st_ort {
 // How a SparseConv spreads over threads (session config "st.sparse.parallel").
 enum class Parallel {
   kKernels,  // st_kernels' own sleeping pool, st.sparse.num_threads workers
-  kOrt,      // ORT's intra-op pool: output channels split into parts run by KernelContext::ParallelFor
-};
-
-// Output-channel slice of the weight: its own rebased indptr, offsets into indices / values.
-struct Part {
-  int32_t c0 = 0, c1 = 0;  // channels [c0, c1)
-  std::vector<int32_t> indptr;
-  int64_t nz0 = 0;         // first index entry (values start at nz0 * block)
+  kOrt,      // ORT's intra-op pool: st_kernels' tasks run by KernelContext::ParallelFor
 };
 
 class SparseConvKernel {
@@ -37,13 +30,11 @@ class SparseConvKernel {
  private:
   void Compute(OrtKernelContext* context);
   [[noreturn]] void Fail(const std::string& why) const;
-  std::vector<Part> MakeParts(int nparts) const;
-  // Runs one part for image n (n < 0: the whole batch); returns the st_kernels status.
-  int RunPart(const Part& p, int32_t n, const st_conv2d_shape& s, int64_t ohw, bool linear, const float* x,
-              const float* res, float* out) const;
-  // The st_kernels plan of a csr/bsr4x1 part for inputs of s.h x s.w, made at its first use;
+  // Runs the layer on a batch; returns the st_kernels status.
+  int Run(const st_conv2d_shape& s, bool linear, const float* x, const float* res, float* out) const;
+  // The st_kernels plan of a csr/bsr4x1 layer for inputs of s.h x s.w, made at its first use;
   // returns the st_kernels status (st_last_error() says why). Compute may run on several threads.
-  int PlanFor(const Part& p, const st_conv2d_shape& s, std::shared_ptr<st_conv2d_plan>* plan) const;
+  int PlanFor(const st_conv2d_shape& s, std::shared_ptr<st_conv2d_plan>* plan) const;
 
   std::string name_, format_, activation_;
   int32_t cin_ = 0, cout_ = 0, group_ = 1, k_ = 1, stride_ = 1, pad_ = 0, act_ = 0;
@@ -51,11 +42,10 @@ class SparseConvKernel {
   Parallel parallel_;
   int32_t block_ = 1;     // rows per indptr entry: 4 for bsr4x1
   bool has_residual_ = false;
-  Part whole_;               // the layer as one part
   std::vector<int32_t> indptr_, indices_;
   std::vector<float> values_, bias_;
   mutable std::mutex plan_mu_;
-  mutable std::map<std::tuple<const Part*, int32_t, int32_t>, std::shared_ptr<st_conv2d_plan>> plans_;
+  mutable std::map<std::pair<int32_t, int32_t>, std::shared_ptr<st_conv2d_plan>> plans_;  // by (h, w)
 };
 
 // One instance per registration (per session options), carrying that session's thread count.

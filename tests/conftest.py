@@ -34,6 +34,19 @@ def samples() -> Path:
     return SAMPLES
 
 
+def import_test_extra(name: str):
+    """Import `name`, a package of the [test] extra: where it does not import, skip with the reason,
+    except in CI ($CI set, as .ci/run does, which installs the extra), where that fails."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        msg = f"{name} does not import ({e}); it is in the test extra: pip install \".[test]\""
+        if os.environ.get("CI"):
+            pytest.fail(f"{msg}; CI={os.environ['CI']!r} requires it")
+        pytest.skip(msg, allow_module_level=True)
+
+
 def sample_io(samples: Path, name: str) -> dict:
     return torch.load(samples / f"{name}.io.pt", map_location="cpu", weights_only=True)
 

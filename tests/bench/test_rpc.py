@@ -16,10 +16,10 @@ import torch
 
 from st_deploy import DeployError, load_ticket
 from st_deploy.bench.rpc import connect, remote_bench, server_command
-from tests.conftest import needs_samples
+from tests.conftest import import_test_extra, needs_samples
 
-pytest.importorskip("tornado", reason="the TVM RPC tracker needs tornado (pip install st-deploy[test])")
-pytest.importorskip("cloudpickle", reason="the TVM RPC server needs cloudpickle")
+import_test_extra("tornado")  # the TVM RPC tracker
+import_test_extra("cloudpickle")  # the TVM RPC server
 pytestmark = [needs_samples, pytest.mark.slow]
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from st_deploy import DeployError
 from st_deploy.board.server import emulation_evidence
-from tests.conftest import SAMPLES
+from tests.conftest import SAMPLES, import_test_extra
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "st-test-emu"
@@ -121,7 +121,7 @@ def _wait_ready(proc: subprocess.Popen, seconds: float = 300) -> None:
 @pytest.fixture(scope="module")
 def fleet(board_root):
     """A tracker on 127.0.0.1 and two emulated boards registered under KEY."""
-    pytest.importorskip("tornado", reason="the TVM RPC tracker needs tornado (pip install st-deploy[test])")
+    import_test_extra("tornado")  # the TVM RPC tracker
     tracker_port = _free_port()
     tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
                                 "--port", str(tracker_port), "--port-end", str(tracker_port + 1)],

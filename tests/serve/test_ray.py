@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from tests.artifacts import inputs
+from tests.conftest import import_test_extra
 
 pytest.importorskip("ray.serve", reason='Ray Serve is optional: pip install "st-deploy[ray]"')
-tritonhttp = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the test extra")
+tritonhttp = import_test_extra("tritonclient.http")
 
 
 @pytest.mark.slow

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from tests.artifacts import inputs
+from tests.conftest import import_test_extra
 
-tritonhttp = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in the test extra")
+tritonhttp = import_test_extra("tritonclient.http")
 
 LIMIT = 1 << 20  # --max-body-bytes of the test servers
 DEADLINE_S = 120.0

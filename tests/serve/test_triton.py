@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from tests.artifacts import inputs
+from tests.conftest import import_test_extra
 
-tritonclient = pytest.importorskip("tritonclient", reason="tritonclient[http] is in the test extra")
+tritonclient = import_test_extra("tritonclient")
 
 
 def model_config_pb2():

@@ -178,6 +178,10 @@ def compact_cmd(ticket: Path, out: Path, threshold: float, force: bool, as_json:
 @click.option("--tolerance", default=1e-4, show_default=True,
               help="Fail (exit 1, nothing written) above this relative error against the ticket.")
 @click.option("--arch", default=None, help="CUDA architecture for --target cuda (default sm_80).")
+@click.option("--cost-table", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Cost table that prices --format auto/sparse (default: for a TVM target, the table `st-deploy "
+                   "tune --target T --rpc/--tracker` measured on a board for it, else this machine's; the manifest's "
+                   "plan names the one used).")
 @click.option("--force", is_flag=True, help="Replace an existing artifact folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.option("--triton-repo", type=click.Path(path_type=Path), default=None,
@@ -188,8 +192,8 @@ def compact_cmd(ticket: Path, out: Path, threshold: float, force: bool, as_json:
               help="Path of the custom-op library where Triton runs (default: its copy in the repository, as written).")
 @ticket_options
 def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | None, fmt: str, tolerance: float,
-               arch: str | None, force: bool, as_json: bool, triton_repo: Path | None, triton_instances: int,
-               triton_op_library: str | None, load_kwargs: dict) -> None:
+               arch: str | None, cost_table: Path | None, force: bool, as_json: bool, triton_repo: Path | None,
+               triton_instances: int, triton_op_library: str | None, load_kwargs: dict) -> None:
     """Compact TICKET and export it for TARGET into an artifact folder with a manifest."""
     if triton_repo is not None and target != "onnx":
         raise DeployError("--triton-repo needs --target onnx (Triton's onnxruntime backend)")
@@ -203,7 +207,7 @@ def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | N
             raise DeployError("--arch applies to --target cuda only")
         target = f"cuda --arch {arch}"
     folder = export(t, target=target, out=out, input_shape=parse_shape(input_shape), format=fmt,
-                    tolerance=tolerance, force=force)
+                    tolerance=tolerance, force=force, cost_table=cost_table)
     manifest = read_manifest(folder)
     triton = None
     if triton_repo is not None:
@@ -220,23 +224,31 @@ def export_cmd(ticket: Path, target: str, out: Path | None, input_shape: str | N
 
 
 @cli.command("tune")
-@click.option("--target", default="llvm", show_default=True, help="Target whose kernels to measure.")
+@click.option("--target", default="llvm", show_default=True,
+              help="Target whose kernels to measure: llvm here; with --rpc/--tracker the board's (aarch64, rasp4, "
+                   "or llvm for this machine's own rpc-server).")
 @click.option("--quick", is_flag=True, help="A few shapes only (seconds, not minutes).")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=None,
-              help="Cost table to write (default: the per-machine cache the planner reads).")
-@click.option("--rpc", default=None, metavar="HOST:PORT", help="Measure on a board's RPC server.")
+              help="Cost table to write (default: the cache the planner reads: per machine, or per target and board "
+                   "with --rpc/--tracker).")
+@click.option("--rpc", default=None, metavar="HOST:PORT",
+              help="Measure on a board's RPC server (st-deploy rpc-server): each layer built for --target with TVM, "
+                   "timed on the board; export --target T --format auto then plans with the board's times.")
 @click.option("--tracker", default=None, metavar="HOST:PORT", help="Reach the board through a TVM RPC tracker.")
 @click.option("--key", default=None, help="Device key of the board at the tracker.")
 def tune_cmd(target: str, quick: bool, out: Path | None, rpc: str | None, tracker: str | None,
              key: str | None) -> None:
-    """Measure the per-layer cost table the planner uses to choose dense, CSR or BSR."""
-    from .plan import tune
+    """Measure the per-layer cost table the planner uses to choose dense, CSR or BSR.
+
+    Here: ONNX Runtime on this CPU. With --rpc or --tracker/--key: TVM on a real board (an
+    emulated one, or one that does not say what it is, is refused with the reason).
+    """
     if rpc or tracker:
-        from .board.tuning import tunable_board
-        facts = tunable_board(rpc, tracker, key)
-        raise DeployError(f"tune: {facts.get('board_model') or facts.get('cpu')} ({facts.get('machine')}) is real "
-                          f"hardware, but measuring the cost table over RPC is not implemented yet; "
-                          f"--format auto for {target} prices layers with this host's table")
+        from .board.tuning import tune_board
+        path = tune_board(target, rpc=rpc, tracker=tracker, key=key, quick=quick, out=out, log=click.echo)
+        click.echo(f"wrote {path}")
+        return
+    from .plan import tune
     click.echo(f"wrote {tune(target=target, quick=quick, out=out)}")
 
 

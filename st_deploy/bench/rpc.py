@@ -79,7 +79,7 @@ def artifact_reference(folder: Path, ticket, shape: Sequence[int]) -> tuple[list
     return remote_reference(ticket, shape), f"fidelity against the ticket {ticket.name or ''}".rstrip()
 
 
-def _loaded(session, lib: Path):
+def loaded_module(session, lib: Path):
     """The module on the board, uploaded and loaded once per session: uploading over a loaded
     model.so rewrites a mapped library under the board's feet (it crashed in dlsym)."""
     import hashlib
@@ -90,6 +90,21 @@ def _loaded(session, lib: Path):
         session.upload(str(lib), name)
         loaded[digest] = session.load_module(name)
     return loaded[digest]
+
+
+def pin_threads(session, rlib, threads: int, kernels: bool) -> str:
+    """`threads` for TVM's pool on the board and, where model.so has our kernels, theirs; returns
+    whose threads run the kernels ("tvm", "st_kernels", or "none" without kernels)."""
+    # TVM's own pool (its generated loops) and our kernels' pool (inside model.so) both.
+    session.get_function("runtime.config_threadpool")(1, threads)
+    if not kernels:
+        return "none"
+    rlib.get_function("set_num_threads", True)(threads)
+    # As the local runner does: the kernels' loops on TVM's pool, so two pools never compete.
+    try:
+        return "tvm" if rlib.get_function("use_host_pool", True)(True) else "st_kernels"
+    except AttributeError:  # a model.so built before the kernels could use TVM's pool
+        return "st_kernels"
 
 
 def _outputs(out: Any) -> list[np.ndarray]:
@@ -115,18 +130,10 @@ def remote_bench(artifact: Path, session, input_shape: Sequence[int] | None = No
     manifest = read_manifest(artifact)
     shape = list(input_shape or artifact_input_shape(artifact))
     facts = board_facts(session)
-    rlib = _loaded(session, lib)
+    rlib = loaded_module(session, lib)
     kernel_pool = "none"
     if threads is not None:
-        # TVM's own pool (its generated loops) and our kernels' pool (inside model.so) both.
-        session.get_function("runtime.config_threadpool")(1, threads)
-        if (manifest.get("target") or {}).get("kernels"):
-            rlib.get_function("set_num_threads", True)(threads)
-            # As the local runner does: the kernels' loops on TVM's pool, so two pools never compete.
-            try:
-                kernel_pool = "tvm" if rlib.get_function("use_host_pool", True)(True) else "st_kernels"
-            except AttributeError:  # a model.so built before the kernels could use TVM's pool
-                kernel_pool = "st_kernels"
+        kernel_pool = pin_threads(session, rlib, threads, bool((manifest.get("target") or {}).get("kernels")))
     pool_threads = int(session.get_function("runtime.NumThreads")())
     dev = session.cpu()
     vm = relax.VirtualMachine(rlib, dev)

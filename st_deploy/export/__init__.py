@@ -24,7 +24,8 @@ def export(ticket_or_graph: Ticket | Graph | GraphModule | Source, target: str =
     onnx: model.dense.onnx (standard ops), model.sparse.onnx (st.sparse::SparseConv where the plan
     says sparse), manifest.json (plan, provenance, versions, fidelity). `format` is the planner's
     mode (auto | dense | sparse). Raises FidelityError, writing nothing, when either model's
-    relative error against the ticket exceeds `tolerance`.
+    relative error against the ticket exceeds `tolerance`. cost_table (a path or CostTable)
+    prices format="auto"/"sparse" instead of the target's own table (st_deploy.plan.cost).
     """
     if out is None:
         raise DeployError("export needs an output folder (out=...)")
@@ -33,6 +34,6 @@ def export(ticket_or_graph: Ticket | Graph | GraphModule | Source, target: str =
         # Every other target is a TVM target: friendly name, "cuda --arch sm_XX", dict or JSON.
         # Imported here, not above: TVM takes 1.4 s to import, which no ONNX export should pay.
         from .tvm import export_tvm
-        return export_tvm(src, target, out, plan=format, tolerance=tolerance, force=force)
+        return export_tvm(src, target, out, plan=format, tolerance=tolerance, force=force, cost_table=cost_table)
     return export_onnx(src.graph, src.reference, out, src.input_shape, format=format, tolerance=tolerance,
                        force=force, source=src.provenance, cost_table=cost_table, compaction=src.compaction)

@@ -97,6 +97,9 @@ def print_manifest(manifest: dict[str, Any], folder: Any) -> None:
     fid = manifest["fidelity"]
     footer = [f"target {manifest['target']['name']}: " + ", ".join(f"{n} {f}" for f, n in sorted(counts.items()))
               + (f"; predicted conv time {plan['predicted_total_us'] / 1e3:.2f} ms" if "predicted_total_us" in plan else "")]
+    if plan.get("cost_table"):
+        note = plan.get("cost_table_note")
+        footer.append(f"cost table {plan['cost_table']}" + (f": {note}" if note else ""))
     for k, v in fid["files"].items():
         footer.append(f"fidelity {k} ({fid['measured_on']}): " + ", ".join(f"{m} {x:.3g}" for m, x in v.items()))
     for w in manifest["warnings"]:

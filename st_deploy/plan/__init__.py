@@ -15,6 +15,9 @@ from ..errors import DeployError
 from ..graph.ir import Graph
 from ..graph.kinds import format_of, is_conv, is_layer, layer_kind, planned, sparse_formats  # noqa: F401  (re-exported)
 from .cost import CostTable, default_table, load_table, work
+# Loaded here, before `def tune` below: loading the submodule plan/tune.py binds the package's `tune` to
+# it, so a first import after this file ran (tune() itself, or board/tuning.py) replaced the function.
+from .tune import run_tune
 from ..graph.shapes import infer_shapes
 from ..graph.sparse import sparsity
 
@@ -46,8 +49,9 @@ class LayerPlan:
 class Plan:
     target: str
     mode: str
-    cost_table: str
+    cost_table: str                 # the table's path, or "default" (the shipped one)
     layers: list[LayerPlan] = field(default_factory=list)
+    cost_table_note: str = ""       # what measured that table, on what, and why it was taken (CostTable.describe)
 
     def format_of(self, name: str) -> str:
         for lp in self.layers:
@@ -64,6 +68,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "mode": self.mode, "cost_table": self.cost_table,
+                "cost_table_note": self.cost_table_note,
                 "predicted_total_us": round(self.predicted_total_us(), 3),
                 "layers": [lp.to_dict() for lp in self.layers]}
 
@@ -83,7 +88,8 @@ def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: C
     format: "auto" picks the fastest predicted format; "dense" keeps every layer dense; "sparse"
     takes the fastest sparse format for every layer a sparse kernel supports.
     target: the machine whose cost table prices the formats; backend ("onnx" or "tvm"): which
-    kernels exist (graph.kinds.sparse_formats).
+    kernels exist (graph.kinds.sparse_formats), and which runtime's table prices them when
+    cost_table is None (plan.cost.default_table: a board's TVM table for the tvm backend).
     """
     if format not in MODES:
         raise DeployError(f"format {format!r}: choose one of {', '.join(MODES)}")
@@ -92,7 +98,7 @@ def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: C
             raise DeployError("plan needs the input shape (N, C, H, W)")
         shapes = infer_shapes(graph, input_shape)
     table = (cost_table if isinstance(cost_table, CostTable)
-             else load_table(cost_table) if cost_table is not None else default_table(target))
+             else load_table(cost_table) if cost_table is not None else default_table(target, backend))
     layers = []
     for n in graph.nodes:
         if not is_layer(n):
@@ -113,7 +119,9 @@ def plan(graph: Graph, target: str = "llvm", format: str = "auto", cost_table: C
         fmt, reason = _choose(format, kind, options, pred, table.source)
         layers.append(LayerPlan(n.name, n.op, kind, tuple(w.shape), tuple(shapes[n.inputs[0]]), tuple(out_shape),
                                 round(sp, 4), fmt, pred, reason))
-    return Plan(target, format, table.source, layers)
+    # A table the caller chose carries no note; one for another target says so.
+    note = table.describe() + (f"; given for target {target}" if table.target != target and not table.note else "")
+    return Plan(target, format, table.source, layers, note)
 
 
 def _choose(mode: str, kind: str, options: tuple[str, ...], pred: dict[str, float], source: str) -> tuple[str, str]:
@@ -147,5 +155,4 @@ def tune(target: str = "llvm", shapes: Iterable[dict[str, Any]] | None = None, q
     (default: this machine's cache file under ~/.cache/st-deploy/, which plan() then prefers over
     the shipped table). Only target "llvm" (this CPU) can be measured.
     """
-    from .tune import run_tune
     return run_tune(target, shapes, quick, out)

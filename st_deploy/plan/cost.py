@@ -1,6 +1,6 @@
 """Predicted layer times from a cost table of kernel measurements.
 
-A cost table is JSON: {"version": 1, "target": "llvm", "machine": ..., "points": [...]}, each
+A cost table is JSON: {"version": 1, "target": "llvm", "machine": ..., "backend": ..., "points": [...]}, each
 point one measured layer: kind (conv1x1 | conv | dw | linear), format (dense | csr | bsr4x1),
 dense_macs (multiply-adds of the dense layer at batch 1), sparsity, work (multiply-adds the
 format performs: dense_macs for dense, live weights x output pixels for csr, stored block
@@ -10,6 +10,12 @@ Prediction interpolates the throughput (work per microsecond) of the nearest mea
 the same kind and format in (log2 dense_macs, sparsity), inverse-distance weighted, and divides
 the layer's work by it. Throughput rather than time is interpolated because it varies slowly with
 size, while time spans four decades across a network.
+
+Which table prices a target (default_table): for the TVM backend, a table measured on a board over
+TVM RPC for that target (`st-deploy tune --target T --rpc/--tracker`, cached as
+cost-T-board-<board>.json); then this machine's own (`st-deploy tune`, ONNX Runtime, cached per
+machine); for llvm, the shipped one. `backend` says what timed a table: "onnx" (ONNX Runtime, the
+default for tables that do not say) or "tvm" (the Relax VM on the board).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -58,9 +64,24 @@ def machine_id() -> str:
     return f"{model} x{cores}"
 
 
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
 def cached_table_path(target: str) -> Path:
-    safe = "".join(c if c.isalnum() else "_" for c in machine_id())
-    return cache_dir() / f"cost-{target}-{safe}.json"
+    """This machine's table for `target`, written by `st-deploy tune` (ONNX Runtime)."""
+    return cache_dir() / f"cost-{target}-{_safe(machine_id())}.json"
+
+
+def board_machine(facts: dict[str, Any]) -> str:
+    """A board's machine_id, from the facts its server read on the board (board/server.py)."""
+    return f"{facts.get('cpu') or facts.get('machine') or 'unknown CPU'} x{facts.get('cores') or '?'}"
+
+
+def board_table_path(target: str, facts: dict[str, Any]) -> Path:
+    """Where `st-deploy tune --rpc/--tracker` caches the table measured on a board for `target`."""
+    name = " ".join(filter(None, [facts.get("board_model"), board_machine(facts)]))
+    return cache_dir() / f"cost-{target}-board-{_safe(name)}.json"
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,20 @@ class CostTable:
     points: list[dict[str, Any]]
     source: str   # where the table came from (a path, or "default")
     target: str
+    machine: str | None = None     # what it was measured on (machine_id / board_machine)
+    backend: str = "onnx"          # what timed it: onnx (ONNX Runtime) | tvm (Relax VM on a board)
+    board: dict[str, Any] | None = field(default=None, compare=False)  # the board's facts (tvm tables)
+    note: str = ""                 # why the planner took this table
+
+    def describe(self) -> str:
+        """The table in words: what timed it, on what, for which target, and why it was chosen."""
+        runtime = "TVM (time_evaluator over RPC)" if self.backend == "tvm" else "ONNX Runtime"
+        where = self.machine or "an unnamed machine"
+        if self.board:
+            where = f"board {where}" + (f" at {self.board['server']}" if self.board.get("server") else "")
+        what = ("the shipped default table, " if self.source == "default" else "") + \
+            f"measured with {runtime} on {where} for target {self.target}"
+        return what + (f"; {self.note}" if self.note else "")
 
     def predict(self, kind: str, fmt: str, dense_macs: float, sparsity: float, work: float) -> float | None:
         """Predicted microseconds, or None when the table has no point of this kind and format."""
@@ -96,7 +131,8 @@ def _check(d: Any, source: str) -> CostTable:
                 isinstance(p.get(k), (int, float)) and p[k] >= 0 for k in ("dense_macs", "sparsity", "work", "us")) \
                 or p["us"] <= 0:
             raise DeployError(f"{source}: malformed cost point {str(p)[:80]}; rerun st-deploy tune")
-    return CostTable(d["points"], source, d.get("target", "llvm"))
+    board = d.get("board") if isinstance(d.get("board"), dict) else None
+    return CostTable(d["points"], source, d.get("target", "llvm"), d.get("machine"), d.get("backend", "onnx"), board)
 
 
 def load_table(path: str | Path) -> CostTable:
@@ -110,13 +146,56 @@ def load_table(path: str | Path) -> CostTable:
     return _check(d, str(path))
 
 
-def default_table(target: str) -> CostTable:
-    """The measured table for this machine if `st-deploy tune` made one, else the shipped one."""
+def board_table(target: str) -> CostTable | None:
+    """The table measured over TVM RPC on a board for `target`, if `st-deploy tune` cached one.
+
+    llvm is this machine's CPU, so only a table from a board with this machine's CPU and core
+    count counts for it. Several boards' tables for one target: the first by file name, and its
+    note names the others (pass one to the planner, or `export --cost-table FILE`, to choose).
+    """
+    found = [t for t in map(load_table, sorted(cache_dir().glob(f"cost-{target}-board-*.json")))
+             if target != "llvm" or t.machine == machine_id()]
+    if not found:
+        return None
+    note = f"the board table cached for {target}"
+    if len(found) > 1:
+        others = ", ".join(Path(t.source).name for t in found[1:])
+        note = (f"first by file name of {len(found)} board tables cached for {target} (also {others}); "
+                f"pass --cost-table FILE to choose")
+    return replace(found[0], note=note)
+
+
+def default_table(target: str = "llvm", backend: str = "onnx") -> CostTable:
+    """The table plan() prices `target` with when given none (see the module docstring): for
+    backend "tvm" a board's table for `target`, else this machine's measured one, else (llvm) the
+    shipped one."""
+    if backend == "tvm":
+        board = board_table(target)
+        if board is not None:
+            return board
     cached = cached_table_path(target)
     if cached.exists():
-        return load_table(cached)
+        return replace(load_table(cached), note="this machine's table from `st-deploy tune`"
+                       + ("" if backend == "onnx" else f" (no TVM table measured over RPC for {target})"))
     if target != "llvm":
-        raise DeployError(f"no cost table for target {target!r}: run `st-deploy tune --target {target}` "
-                          f"on that machine, or pass format='dense'/'sparse'")
+        raise DeployError(f"no cost table for target {target!r}: run `st-deploy tune --target {target} "
+                          f"--rpc HOST:PORT` (or --tracker HOST:PORT --key KEY) against a board, "
+                          f"or pass format='dense'/'sparse'")
     text = resources.files("st_deploy.plan").joinpath("default_cost.json").read_text()
-    return _check(json.loads(text), "default")
+    return replace(_check(json.loads(text), "default"),
+                   note="no table measured here (`st-deploy tune`)" if backend == "onnx" else
+                   "no table measured here (`st-deploy tune`, or `--rpc` against this machine's `st-deploy rpc-server` "
+                   "for TVM's times)")
+
+
+def tvm_table(target: str) -> CostTable:
+    """The table a TVM export for `target` plans with: the board table for `target`, else (as
+    before board tables existed) this machine's table for llvm, and its note says so."""
+    board = board_table(target) if target != "llvm" else None
+    if board is not None:
+        return board
+    host = default_table("llvm", "tvm")
+    if target == "llvm":
+        return host
+    return replace(host, note=f"no board table for {target} (`st-deploy tune --target {target} --rpc/--tracker` "
+                              f"measures one), so this machine's table for llvm prices it")

@@ -3,7 +3,8 @@
 Each point is one layer run alone in onnxruntime, exactly as it runs inside an exported sparse
 model: dense layers as ORT Conv/Gemm at the sparse model's optimisation level, sparse ones as
 st.sparse::SparseConv, one thread, batch 1, median of interleaved repeats less the measured
-per-run overhead of an empty model.
+per-run overhead of an empty model. A board's table, timed in TVM over RPC with the same shapes
+and point schema: st_deploy/board/tuning.py.
 """
 
 from __future__ import annotations
@@ -81,32 +82,45 @@ def _one_layer_model(graph: Graph, shapes: dict, fmt: str) -> onnx.ModelProto:
     return sparse_model(planned(graph, {"layer": fmt}), shapes)
 
 
+def variants(kind: str, sparsities: tuple[float, ...], backend: str = "onnx") -> list[tuple[str, float]]:
+    """(format, sparsity) of every point measured for a layer kind: dense once, then every sparse
+    format `backend` runs for it (graph.kinds.sparse_formats) at every sparsity."""
+    from ..graph.kinds import sparse_formats
+    return [("dense", 0.0)] + [(f, s) for s in sparsities for f in sparse_formats(kind, backend)]
+
+
+def layer_point(spec: dict[str, Any], fmt: str, sp: float) -> tuple[Graph, dict[str, tuple[int, ...]], dict[str, Any]]:
+    """The one-layer graph of a tune shape at sparsity `sp`, its shapes, and its point (every key but us)."""
+    from ..graph.shapes import infer_shapes
+    graph, shape = _layer_graph(spec, sp, seed=int(sp * 1000))
+    shapes = infer_shapes(graph, shape)
+    node = graph.nodes[0]
+    out_pixels = shapes["layer"][2] * shapes["layer"][3] if is_conv(node) else 1
+    dense_macs = float(node.params["weight"].numel() * out_pixels)
+    point = {"kind": spec["kind"], "format": fmt, "dense_macs": dense_macs, "sparsity": round(sp, 4),
+             "work": work(node, fmt, out_pixels),
+             "shape": [spec["cin"], spec["cout"], spec["k"], spec["stride"], spec["hw"]]}
+    return graph, shapes, point
+
+
 def measure_spec(spec: dict[str, Any], sparsities: tuple[float, ...], tmp: Path, repeats: int) -> list[dict[str, Any]]:
     """Dense and every sparse format at every sparsity for one layer shape.
 
     All variants are timed interleaved (one run each in turn), so load from other processes
     lands on all of them alike instead of skewing whichever ran during it.
     """
-    from ..graph.shapes import infer_shapes
     from ..runtime.ort import ort_session
-    from ..graph.kinds import sparse_formats
-    variants: list[tuple[str, float]] = [("dense", 0.0)]
-    variants += [(f, s) for s in sparsities for f in sparse_formats(spec["kind"])]
     sessions, points = [], []
     shape: tuple[int, ...] = ()
-    for i, (fmt, sp) in enumerate(variants):
-        graph, shape = _layer_graph(spec, sp, seed=int(sp * 1000))
-        shapes = infer_shapes(graph, shape)
-        node = graph.nodes[0]
-        out_pixels = shapes["layer"][2] * shapes["layer"][3] if is_conv(node) else 1
-        dense_macs = float(node.params["weight"].numel() * out_pixels)
+    for i, (fmt, sp) in enumerate(variants(spec["kind"], sparsities)):
+        graph, shapes, point = layer_point(spec, fmt, sp)
+        shape = shapes["x"]
         path = tmp / f"v{i}.onnx"
         onnx.save(_one_layer_model(graph, shapes, fmt), path)
         sessions.append(ort_session(path, threads=1, optimization="extended"))
-        points.append({"kind": spec["kind"], "format": fmt, "dense_macs": dense_macs, "sparsity": round(sp, 4),
-                       "work": work(node, fmt, out_pixels), "shape": [spec["cin"], spec["cout"], spec["k"], spec["stride"], spec["hw"]]})
+        points.append(point)
     sessions.append(ort_session(_overhead_model(tmp), threads=1))
-    feeds = [{"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}] * len(variants)
+    feeds = [{"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}] * len(points)
     feeds.append({"x": np.zeros((1, 8), np.float32)})
     times = np.zeros((repeats, len(sessions)))
     for r in range(-3, repeats):  # three warm-up rounds
@@ -128,7 +142,7 @@ def dump_table(table: dict[str, Any]) -> str:
     return json.dumps(head)[:-1] + ', "points": [\n' + rows + "\n]}\n"
 
 
-def _check_spec(spec: Any) -> None:
+def check_spec(spec: Any) -> None:
     ok = isinstance(spec, dict) and spec.get("kind") in ("conv1x1", "conv", "dw", "linear") and all(
         isinstance(spec.get(k), int) and spec[k] >= 1 for k in ("cin", "cout", "k", "stride", "hw"))
     if not ok or (spec["kind"] == "dw" and spec["cin"] != spec["cout"]):
@@ -136,22 +150,34 @@ def _check_spec(spec: Any) -> None:
                           f"stride, hw}} with positive ints (dw: cin == cout)")
 
 
+def settings(shapes: Iterable[dict[str, Any]] | None,
+             quick: bool) -> tuple[list[dict[str, Any]], tuple[float, ...], int]:
+    """(shapes, sparsities, repeats) of a tune run: quick measures fewer of each."""
+    specs = list(shapes) if shapes is not None else (QUICK_SHAPES if quick else DEFAULT_SHAPES)
+    for spec in specs:
+        check_spec(spec)
+    return specs, (QUICK_SPARSITIES if quick else SPARSITIES), (15 if quick else 40)
+
+
 def run_tune(target: str, shapes: Iterable[dict[str, Any]] | None, quick: bool, out: str | Path | None) -> Path:
     if target != "llvm":
-        raise DeployError(f"tune --target {target!r}: only 'llvm' (this machine's CPU) can be measured here")
+        raise DeployError(f"tune --target {target!r}: only 'llvm' (this machine's CPU) can be measured here; "
+                          f"a board's table with --rpc HOST:PORT or --tracker HOST:PORT --key KEY")
     from ..runtime.ort import ort_library_path
     if not ort_library_path().is_file():
         raise DeployError(f"tune needs the st.sparse ONNX Runtime library ({ort_library_path()}); build the package")
-    specs = list(shapes) if shapes is not None else (QUICK_SHAPES if quick else DEFAULT_SHAPES)
-    sparsities = QUICK_SPARSITIES if quick else SPARSITIES
-    repeats = 15 if quick else 40
+    specs, sparsities, repeats = settings(shapes, quick)
     points: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="st-tune-") as d:
         for spec in specs:
-            _check_spec(spec)
             points += measure_spec(spec, sparsities, Path(d), repeats)
-    table = {"version": TABLE_VERSION, "target": target, "machine": machine_id(), "threads": 1, "points": points}
-    path = Path(out) if out is not None else cached_table_path(target)
+    table = {"version": TABLE_VERSION, "target": target, "machine": machine_id(), "threads": 1, "backend": "onnx",
+             "points": points}
+    return write_table(table, Path(out) if out is not None else cached_table_path(target))
+
+
+def write_table(table: dict[str, Any], path: Path) -> Path:
+    """Write `table` to `path` atomically (a killed tune leaves the previous table)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_suffix(".tmp")
     tmp_path.write_text(dump_table(table))

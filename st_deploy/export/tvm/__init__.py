@@ -26,6 +26,7 @@ from ...graph.opaque import opaque_ops
 from ...io.atomic import atomic_dir
 from ...graph.kinds import is_layer, layer_kind, sparse_formats
 from ...plan import Plan, plan as make_plan, planned
+from ...plan.cost import tvm_table
 from ...graph.shapes import infer_shapes
 from ...graph.sparse import sparsity
 from ...ticket import Ticket
@@ -60,18 +61,28 @@ def default_formats(graph: Graph, sparse_at: dict[str, float] | None = None) -> 
     return out
 
 
-def _formats(graph: Graph, plan: Any, shapes: dict, spec: TargetSpec) -> tuple[dict[str, str], dict[str, Any]]:
-    """(format per layer, the plan's manifest entry) from plan=None | Plan | mode str | {name: format}."""
+def _formats(graph: Graph, plan: Any, shapes: dict, spec: TargetSpec,
+             cost_table: Any = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """(format per layer, the plan's manifest entry) from plan=None | Plan | mode str | {name: format}.
+
+    A mode is planned for the target's CPU (llvm, aarch64, rasp4; a custom or cuda target as llvm)
+    with `cost_table` if given, else plan.cost.tvm_table: a table measured on a board for that
+    target over TVM RPC, else this machine's table for llvm; the manifest's plan names it."""
     rule = f"default rule: csr where masked and sparsity >= {DEFAULT_SPARSE_AT}"
     if plan is None:
         return default_formats(graph), {"source": rule}
     if plan == "auto" and spec.gpu:
+        if cost_table is not None:
+            raise DeployError("cost table: --target cuda plans --format auto by a per-kind sparsity rule measured on "
+                              "a GPU (CPU cost tables do not apply); pass --format sparse or dense to use the table")
         # The planner's cost tables are CPU measurements: on cuda the thresholds measured on a GPU.
         return default_formats(graph, CUDA_SPARSE_AT), {
             "source": f"cuda rule: csr where masked and sparsity >= {CUDA_SPARSE_AT} per layer kind "
                       f"(break-even measured on an H100, benchmarks/results/h100-cuda-kernels.json)"}
     if isinstance(plan, str):
-        plan = make_plan(graph, target="llvm", format=plan, shapes=shapes)
+        target = spec.name if spec.name in ("llvm", "aarch64", "rasp4") else "llvm"
+        table = cost_table if cost_table is not None else tvm_table(target)
+        plan = make_plan(graph, target=target, format=plan, shapes=shapes, cost_table=table)
     if isinstance(plan, Plan):
         return {lp.name: lp.format for lp in plan.layers}, {"source": "st_deploy.plan", **plan.to_dict()}
     if isinstance(plan, dict):
@@ -113,11 +124,12 @@ def _run_built(folder: Path, target: dict[str, Any], input_shape: tuple[int, ...
 
 def export_tvm(graph_or_ticket: "Graph | Ticket | Source", target: Any, out: str | Path,
                input_shape: tuple[int, ...] | None = None, plan: Any = None, tolerance: float = 1e-4,
-               force: bool = False) -> Path:
+               force: bool = False, cost_table: Any = None) -> Path:
     """Export for TVM `target` into folder `out` (atomically); returns `out`.
 
     plan: None (default rule, see default_formats), a st_deploy.plan.Plan, a planner mode
-    ("auto", "dense", "sparse") or {layer name: "dense" | "csr" | "bsr4x1"}.
+    ("auto", "dense", "sparse") or {layer name: "dense" | "csr" | "bsr4x1"}. cost_table (a path
+    or CostTable) prices a mode's layers instead of the target's own table (see _formats).
     """
     out = Path(out)
     if not tolerance > 0:
@@ -126,7 +138,7 @@ def export_tvm(graph_or_ticket: "Graph | Ticket | Source", target: Any, out: str
     src = resolve(graph_or_ticket, input_shape)
     graph, reference, source, shape = src.graph, src.reference, src.provenance, src.input_shape
     shapes = infer_shapes(graph, shape)
-    formats, plan_entry = _formats(graph, plan, shapes, spec)
+    formats, plan_entry = _formats(graph, plan, shapes, spec, cost_table)
     _check_formats(graph, formats)
     lowered = to_relax(planned(graph, formats), shapes, kernels=spec.kernels, prefix=spec.kernel_prefix)
     x = seeded_input(shape)
@@ -176,11 +188,14 @@ def _manifest(graph: Graph, shapes: dict, spec: TargetSpec, target: dict[str, An
     from ...version import __version__
 
     per_layer = []
+    planned_layers = {lp["name"]: lp for lp in plan_entry.get("layers", [])}  # a Plan's: predictions and reasons
     for n in graph.nodes:
         if is_layer(n):
             info = layers.get(n.name, {})
+            chosen = planned_layers.get(n.name, {})
+            why = {k: chosen[k] for k in ("predicted_us", "reason") if k in chosen}
             per_layer.append({"name": n.name, "kind": layer_kind(n), "format": formats.get(n.name, "dense"),
-                              "sparsity": round(sparsity(n.params["weight"], n.params.get("mask")), 4),
+                              "sparsity": round(sparsity(n.params["weight"], n.params.get("mask")), 4), **why,
                               "runs_as": info.get("run_format", formats.get(n.name, "dense")),
                               "impl": info.get("impl", ""),
                               **{k: info[k] for k in ("fused", "note", "call") if k in info}})

@@ -17,6 +17,7 @@ from typing import Any
 
 from ...artifact import TVM_LIBRARY
 from ...errors import DeployError
+from .cpu_schedule import schedule_cpu_ops
 from .kernel_objects import kernel_objects
 from .targets import TargetSpec
 
@@ -31,10 +32,14 @@ _EM = {"x86_64": 62, "aarch64": 183}
 
 
 def compile_module(mod: Any, spec: TargetSpec) -> Any:
-    """tvm.compile with the target's default Relax pipeline (DLight rules on cuda)."""
+    """tvm.compile with the target's default Relax pipeline (DLight rules on cuda); on CPU targets
+    the Relax ops get parallel loops first (cpu_schedule)."""
     import tvm
+    target = spec.tvm_target()
     try:
-        return tvm.compile(mod, target=spec.tvm_target())
+        if not spec.gpu:
+            mod = schedule_cpu_ops(mod, target)
+        return tvm.compile(mod, target=target)
     except Exception as e:  # TVM raises its own error types; the last line says what failed
         raise DeployError(f"TVM could not compile the model for {spec.name}: "
                           f"{str(e).strip().splitlines()[-1]}") from None

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.rpc_processes import free_port, spawn, start_tracker, stop, wait_listening
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_STATE_DICT = "example/supertickets_imagenet_g0.9.state_dict"
@@ -100,34 +99,8 @@ def test_tune_other_target_is_a_one_line_error(tmp_path):
 
 # -- rpc-server and bench --rpc / --tracker on this machine ----------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _wait_listening(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert proc.poll() is None, f"exited early with {proc.returncode}"
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.25)
-    raise TimeoutError(f"nothing listens on {port} after {seconds}s")
-
-
-def _spawn(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """TVM's server forks a worker that outlives its parent: kill our child's process group."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
 
 
 def _check_remote_result(path: Path, remote: str, repeat: int) -> None:
@@ -139,29 +112,28 @@ def _check_remote_result(path: Path, remote: str, repeat: int) -> None:
 
 @pytest.mark.slow
 def test_bench_rpc_against_the_rpc_server_command(readme_run, tmp_path):
-    port = _free_port()
-    server = _spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port", str(port)])
+    port = free_port()
+    server = spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port", str(port)])
     try:
-        _wait_listening(port, server)
+        wait_listening(port, server)
         r = run("bench", str(readme_run / "artifact"), "--rpc", f"127.0.0.1:{port}", "--repeat", "3",
                 "--json", str(tmp_path / "r.json"))
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         _check_remote_result(tmp_path / "r.json", f"127.0.0.1:{port}", 3)
     finally:
-        _stop(server)
+        stop(server)
 
 
 @pytest.mark.slow
 def test_bench_tracker_key_with_rpc_server_registered(readme_run, tmp_path):
-    tracker_port, server_port = _free_port(), _free_port()
-    tracker = _spawn([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                      "--port", str(tracker_port), "--port-end", str(tracker_port + 1)])
+    tracker_port, server_port = free_port(), free_port()
+    tracker = start_tracker(tracker_port)
     server = None
     try:
-        _wait_listening(tracker_port, tracker)
-        server = _spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port",
+        wait_listening(tracker_port, tracker)
+        server = spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port",
                          str(server_port), "--tracker", f"127.0.0.1:{tracker_port}", "--key", "st-cli-board"])
-        _wait_listening(server_port, server)
+        wait_listening(server_port, server)
         deadline = time.time() + 120  # the server registers with the tracker after it listens
         while True:
             r = run("bench", str(readme_run / "artifact"), "--tracker", f"127.0.0.1:{tracker_port}",
@@ -173,8 +145,8 @@ def test_bench_tracker_key_with_rpc_server_registered(readme_run, tmp_path):
         _check_remote_result(tmp_path / "r.json", f"127.0.0.1:{tracker_port} key=st-cli-board", 2)
     finally:
         if server is not None:
-            _stop(server)
-        _stop(tracker)
+            stop(server)
+        stop(tracker)
 
 
 # -- error exits ---------------------------------------------------------------------------------

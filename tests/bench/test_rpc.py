@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,41 +12,15 @@ import torch
 from st_deploy import DeployError, load_ticket
 from st_deploy.bench.rpc import connect, remote_bench, server_command
 from tests.conftest import import_test_extra, needs_samples
+from tests.rpc_processes import free_port, spawn, start_tracker, stop, wait_listening
 
 import_test_extra("tornado")  # the TVM RPC tracker
 import_test_extra("cloudpickle")  # the TVM RPC server
 pytestmark = [needs_samples, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_listening(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited early with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.25)
-    raise TimeoutError(f"nothing listens on {port} after {seconds}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """The server's worker child survives SIGTERM to its parent: kill the whole process group."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
-
-
-def spawn(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +50,7 @@ def test_remote_benchmark_direct(artifact):
 def test_remote_benchmark_through_tracker(artifact):
     folder, ref = artifact
     tracker_port, server_port = free_port(), free_port()
-    tracker = spawn([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                     "--port", str(tracker_port), "--port-end", str(tracker_port + 1)])
+    tracker = start_tracker(tracker_port)
     server = None
     try:
         wait_listening(tracker_port, tracker)

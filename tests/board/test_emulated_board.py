@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 from st_deploy import DeployError
 from st_deploy.board.server import emulation_evidence
 from tests.conftest import SAMPLES, import_test_extra
+from tests.rpc_processes import free_port, start_tracker
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "st-test-emu"
@@ -40,11 +40,6 @@ def test_emulation_evidence_needs_evidence():
         assert any("another architecture" in e for e in emulation_evidence("aarch64", x86, "Name:\tpython3\n"))
         assert any("qemu-aarch64" in e for e in emulation_evidence("aarch64", real_arm, "Name:\tqemu-aarch64\n"))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
@@ -96,7 +91,7 @@ def _stop(proc: subprocess.Popen, port: int) -> None:
 
 
 def _start_board(root: Path, tracker_port: int) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "st_deploy", "board", "--emulate", "aarch64", "--rootfs", str(root),
                              "--port", str(port), "--tracker", f"127.0.0.1:{tracker_port}", "--key", KEY],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -122,10 +117,8 @@ def _wait_ready(proc: subprocess.Popen, seconds: float = 300) -> None:
 def fleet(board_root):
     """A tracker on 127.0.0.1 and two emulated boards registered under KEY."""
     import_test_extra("tornado")  # the TVM RPC tracker
-    tracker_port = _free_port()
-    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                                "--port", str(tracker_port), "--port-end", str(tracker_port + 1)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    tracker_port = free_port()
+    tracker = start_tracker(tracker_port)
     boards = []
     try:
         boards = [_start_board(board_root, tracker_port) for _ in range(2)]
@@ -219,7 +212,7 @@ def test_board_outputs_beyond_tolerance_fail(fleet, aarch64_artifact):
 
 @pytest.mark.slow
 def test_sigterm_stops_the_board_and_its_children(board_root):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "st_deploy", "board", "--emulate", "aarch64", "--rootfs",
                              str(board_root), "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -22,7 +22,8 @@ from st_deploy.plan.cost import board_table_path, load_table, machine_id
 from st_deploy.plan.tune import QUICK_SHAPES
 from tests.artifacts import check_against
 from tests.conftest import import_test_extra
-from tests.test_cli_paths import _free_port, _spawn, _stop, _wait_listening, run
+from tests.rpc_processes import free_port, spawn, start_tracker, stop, wait_listening
+from tests.test_cli_paths import run
 
 KEY = "st-test-tune"
 SHAPE = (1, 3, 32, 32)
@@ -64,15 +65,14 @@ def board():
     """A tracker on 127.0.0.1 and this machine's `st-deploy rpc-server` registered under KEY."""
     import_test_extra("tornado")  # the TVM RPC tracker
     import tvm.rpc
-    tracker_port, server_port = _free_port(), _free_port()
-    tracker = _spawn([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
-                      "--port", str(tracker_port), "--port-end", str(tracker_port + 1)])
+    tracker_port, server_port = free_port(), free_port()
+    tracker = start_tracker(tracker_port)
     server = None
     try:
-        _wait_listening(tracker_port, tracker)
-        server = _spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port",
+        wait_listening(tracker_port, tracker)
+        server = spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port",
                          str(server_port), "--tracker", f"127.0.0.1:{tracker_port}", "--key", KEY])
-        _wait_listening(server_port, server)
+        wait_listening(server_port, server)
         deadline = time.time() + 60  # the server registers with the tracker after it listens
         while tvm.rpc.connect_tracker("127.0.0.1", tracker_port).summary()["queue_info"].get(KEY, {}).get("free") != 1:
             assert time.time() < deadline, f"the rpc-server did not register with the tracker under {KEY}"
@@ -80,8 +80,8 @@ def board():
         yield f"127.0.0.1:{tracker_port}", f"127.0.0.1:{server_port}"
     finally:
         if server is not None:
-            _stop(server)
-        _stop(tracker)
+            stop(server)
+        stop(tracker)
 
 
 @pytest.fixture(scope="module")

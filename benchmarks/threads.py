@@ -156,8 +156,9 @@ def main() -> None:
                          "best_dense": best, "vs_best_dense": round(dense[best] / ms, 2) if best else None})
         print(f"{'runtime':12s} {'thr':>3s} {'p50 ms':>8s} {'vs 1 thr':>8s} {'vs best dense':>14s}   per round")
         for r in rows:
+            vs_dense = f"{r['vs_best_dense']:7.2f}x ({r['best_dense']})" if r["best_dense"] else f"{'-':>8s} (no dense timed)"
             print(f"{r['runtime']:12s} {r['threads']:3d} {r['p50_ms']:8.2f} {r['vs_1_thread']:7.2f}x "
-                  f"{r['vs_best_dense'] or 0:7.2f}x ({r['best_dense']})   {r['per_round_ms']}")
+                  f"{vs_dense}   {r['per_round_ms']}")
         scaling = {}
         for rt in SPARSE:
             if (rt, threads[0]) not in layers:

@@ -66,6 +66,17 @@ def ort_lib() -> Path:
     return require_ort_library()
 
 
+@pytest.fixture(scope="session")
+def small_ticket_file(tmp_path_factory) -> Path:
+    """A small packed ticket file (mobilenetv2_like, 70 % masks) made by our own model code: the CLI
+    tests that need a ticket on disk but no shared sample run in a fresh clone too."""
+    from st_deploy import save_ticket
+    from tests.tickets import masked_zoo_ticket
+    out = tmp_path_factory.mktemp("ticket") / "small.pt"
+    save_ticket(masked_zoo_ticket("mobilenetv2_like", seed=0, density=0.3), out)
+    return out
+
+
 def _serve_ticket():
     from tests.tickets import masked_zoo_ticket
     return masked_zoo_ticket("mobilenetv2_like", seed=0, density=0.2)

@@ -151,17 +151,6 @@ def test_bench_tracker_key_with_rpc_server_registered(readme_run, tmp_path):
 
 # -- error exits ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def small_ticket(tmp_path_factory) -> Path:
-    """A small packed ticket (a masked zoo model): the error exits need no shared samples, so they
-    run in a fresh clone too."""
-    from st_deploy import save_ticket
-    from tests.tickets import masked_zoo_ticket
-    out = tmp_path_factory.mktemp("ticket") / "small.pt"
-    save_ticket(masked_zoo_ticket("mobilenetv2_like", seed=0, density=0.3), out)
-    return out
-
-
 @pytest.mark.parametrize("args,pattern", [
     (["export", "{ticket}", "--target", "onnx", "--arch", "sm_90"], r"--arch applies to --target cuda only"),
     (["export", "{ticket}", "--target", "llvm", "--triton-repo", "{tmp}/repo"], r"--triton-repo needs --target onnx"),
@@ -169,15 +158,15 @@ def small_ticket(tmp_path_factory) -> Path:
     (["bench", "{ticket}", "--batch", "0", "--no-memory"], r"--batch '0': expected positive integers"),
     (["inspect", "{ticket}", "--input-shape", "1,3,x,64"], r"--input-shape"),
 ])
-def test_bad_arguments_exit_2_with_one_line(small_ticket, tmp_path, args, pattern):
-    ticket = str(small_ticket)
+def test_bad_arguments_exit_2_with_one_line(small_ticket_file, tmp_path, args, pattern):
+    ticket = str(small_ticket_file)
     r = run(*[a.format(ticket=ticket, tmp=tmp_path) for a in args])
     one_line_error(r, pattern)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
 
 
-def test_fidelity_failure_exits_1_and_writes_nothing(small_ticket, ort_lib, tmp_path):
-    r = run("export", str(small_ticket), "--target", "onnx", "-o", str(tmp_path / "art"), "--tolerance", "1e-30")
+def test_fidelity_failure_exits_1_and_writes_nothing(small_ticket_file, ort_lib, tmp_path):
+    r = run("export", str(small_ticket_file), "--target", "onnx", "-o", str(tmp_path / "art"), "--tolerance", "1e-30")
     one_line_error(r, r"^st-deploy: error: .*art: exported model differs from the ticket beyond tolerance 1e-30",
                    code=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -84,17 +84,8 @@ def board():
         stop(tracker)
 
 
-@pytest.fixture(scope="module")
-def ticket(tmp_path_factory) -> Path:
-    from st_deploy import save_ticket
-    from tests.tickets import masked_zoo_ticket
-    out = tmp_path_factory.mktemp("ticket") / "mnv2.pt"
-    save_ticket(masked_zoo_ticket("mobilenetv2_like", seed=0, density=0.3), out)
-    return out
-
-
 @pytest.mark.slow
-def test_tune_on_a_board_then_export_auto_plans_with_its_table(board, cache, ticket, tmp_path):
+def test_tune_on_a_board_then_export_auto_plans_with_its_table(board, cache, small_ticket_file, tmp_path):
     tracker, server = board
     env = {"ST_DEPLOY_CACHE": str(cache)}
     r = run("tune", "--tracker", tracker, "--key", KEY, "--target", "llvm", "--quick", env=env, timeout=600)
@@ -120,7 +111,7 @@ def test_tune_on_a_board_then_export_auto_plans_with_its_table(board, cache, tic
 
     # The cached board table prices the llvm export, and the manifest says so.
     art = tmp_path / "art"
-    r = run("export", str(ticket), "--target", "llvm", "--format", "auto", "--input-shape", "1,3,32,32",
+    r = run("export", str(small_ticket_file), "--target", "llvm", "--format", "auto", "--input-shape", "1,3,32,32",
             "-o", str(art), env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"cost table {table_file}: measured with TVM" in r.stdout
@@ -132,13 +123,13 @@ def test_tune_on_a_board_then_export_auto_plans_with_its_table(board, cache, tic
     assert {lp["format"] for lp in plan["layers"]} <= {"dense", "csr", "bsr4x1"}
     assert manifest["fidelity"]["files"]["model.so"]["rel"] <= 1e-4
     from st_deploy import load_ticket
-    assert check_against(art, load_ticket(ticket).module.eval(), SHAPE) <= 1e-4
+    assert check_against(art, load_ticket(small_ticket_file).module.eval(), SHAPE) <= 1e-4
 
     # --cost-table FILE, from a cache that holds no board table.
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "tvm-kernels").symlink_to(cache / "tvm-kernels")
-    r = run("export", str(ticket), "--target", "llvm", "--input-shape", "1,3,32,32", "-o", str(tmp_path / "given"),
+    r = run("export", str(small_ticket_file), "--target", "llvm", "--input-shape", "1,3,32,32", "-o", str(tmp_path / "given"),
             "--cost-table", str(table_file), "--json", env={"ST_DEPLOY_CACHE": str(bare)})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     given = json.loads(r.stdout)["plan"]

@@ -28,6 +28,21 @@ def start_tracker(port: int) -> subprocess.Popen:
                   "--port", str(port), "--port-end", str(port + 1)])
 
 
+def start_cli_rpc_server(port: int, tracker_port: int | None = None, key: str | None = None) -> subprocess.Popen:
+    """`st-deploy rpc-server` on 127.0.0.1:port (registered with the tracker under key if given),
+    listening when this returns."""
+    cmd = [sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port", str(port)]
+    if tracker_port is not None:
+        cmd += ["--tracker", f"127.0.0.1:{tracker_port}", "--key", key or "st-deploy"]
+    proc = spawn(cmd)
+    try:
+        wait_listening(port, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
 def wait_listening(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:

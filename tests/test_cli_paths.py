@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.rpc_processes import free_port, spawn, start_tracker, stop, wait_listening
+from tests.rpc_processes import free_port, start_cli_rpc_server, start_tracker, stop, wait_listening
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_STATE_DICT = "example/supertickets_imagenet_g0.9.state_dict"
@@ -113,9 +113,8 @@ def _check_remote_result(path: Path, remote: str, repeat: int) -> None:
 @pytest.mark.slow
 def test_bench_rpc_against_the_rpc_server_command(readme_run, tmp_path):
     port = free_port()
-    server = spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port", str(port)])
+    server = start_cli_rpc_server(port)
     try:
-        wait_listening(port, server)
         r = run("bench", str(readme_run / "artifact"), "--rpc", f"127.0.0.1:{port}", "--repeat", "3",
                 "--json", str(tmp_path / "r.json"))
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -131,9 +130,7 @@ def test_bench_tracker_key_with_rpc_server_registered(readme_run, tmp_path):
     server = None
     try:
         wait_listening(tracker_port, tracker)
-        server = spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port",
-                         str(server_port), "--tracker", f"127.0.0.1:{tracker_port}", "--key", "st-cli-board"])
-        wait_listening(server_port, server)
+        server = start_cli_rpc_server(server_port, tracker_port, "st-cli-board")
         deadline = time.time() + 120  # the server registers with the tracker after it listens
         while True:
             r = run("bench", str(readme_run / "artifact"), "--tracker", f"127.0.0.1:{tracker_port}",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,7 @@ from st_deploy.plan.cost import board_table_path, load_table, machine_id
 from st_deploy.plan.tune import QUICK_SHAPES
 from tests.artifacts import check_against
 from tests.conftest import import_test_extra
-from tests.rpc_processes import free_port, spawn, start_tracker, stop, wait_listening
+from tests.rpc_processes import free_port, start_cli_rpc_server, start_tracker, stop, wait_listening
 from tests.test_cli_paths import run
 
 KEY = "st-test-tune"
@@ -70,9 +69,7 @@ def board():
     server = None
     try:
         wait_listening(tracker_port, tracker)
-        server = spawn([sys.executable, "-m", "st_deploy", "rpc-server", "--host", "127.0.0.1", "--port",
-                         str(server_port), "--tracker", f"127.0.0.1:{tracker_port}", "--key", KEY])
-        wait_listening(server_port, server)
+        server = start_cli_rpc_server(server_port, tracker_port, KEY)
         deadline = time.time() + 60  # the server registers with the tracker after it listens
         while tvm.rpc.connect_tracker("127.0.0.1", tracker_port).summary()["queue_info"].get(KEY, {}).get("free") != 1:
             assert time.time() < deadline, f"the rpc-server did not register with the tracker under {KEY}"
